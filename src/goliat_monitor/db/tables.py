@@ -1,0 +1,247 @@
+"""The schema. Every table that grows with time is append-only and indexed by its owner and order,
+so a request's cost depends on what it touches, never on how long the campaign has run.
+
+Times are Unix seconds (float), the unit GOLIAT itself sends; the API turns them into ISO strings.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger primary keys autoincrement on PostgreSQL; SQLite only does so for INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("machine_id", String(255), nullable=False),
+    # Stable id of a goliat-monitor agent, so two agents behind one NAT address stay two workers.
+    # Empty for GOLIAT's own bridge, which only knows its machine id.
+    Column("agent_id", String(64), nullable=False, server_default=""),
+    Column("is_stale", Boolean, nullable=False, server_default=text("false")),
+    Column("hostname", String(255)),
+    Column("machine_label", String(255)),
+    Column("status", String(16), nullable=False),
+    Column("gpu_name", String(255)),
+    Column("cpu_cores", Integer),
+    Column("total_ram_gb", Float),
+    Column("last_seen", Float, nullable=False),
+    Column("last_heartbeat_at", Float),
+    # Observed spacing of heartbeats: GOLIAT's bridge sends one every 30 s while idle.
+    Column("heartbeat_interval_s", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # Live GUI state.
+    Column("progress", Float, nullable=False, server_default="0"),
+    Column("stage_progress", Float, nullable=False, server_default="0"),
+    Column("stage", String(255)),
+    Column("sub_stage", String(255)),
+    Column("simulation_count", Integer),
+    Column("total_simulations", Integer),
+    Column("current_case", String(1024)),
+    Column("eta_at", Float),
+    Column("warning_count", Integer, nullable=False, server_default="0"),
+    Column("error_count", Integer, nullable=False, server_default="0"),
+    Column("finished_at", Float),
+    Column("last_progress_at", Float),
+    Column("last_sample_at", Float),
+    Column("current_assignment_id", String(36)),
+    # Log ordering: the GOLIAT run counter (a new run restarts `sequence` at 0) and the highest
+    # sequence seen in the current run.
+    Column("log_run", Integer, nullable=False, server_default="0"),
+    Column("log_max_sequence", BigInteger, nullable=False, server_default="-1"),
+    Index(
+        "uq_workers_live_session",
+        "machine_id",
+        "agent_id",
+        unique=True,
+        sqlite_where=text("is_stale = 0"),
+        postgresql_where=text("is_stale = false"),
+    ),
+    Index("ix_workers_last_seen", "last_seen"),
+)
+
+log_lines = Table(
+    "log_lines",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("worker_id", String(36), ForeignKey("workers.id", ondelete="CASCADE"), nullable=False),
+    # (run, sequence, position) packed into one sortable integer; see domain.logs.order_key.
+    Column("ord", BigInteger, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("log_type", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_log_lines_worker_order", "worker_id", "ord", "id"),
+)
+
+worker_samples = Table(
+    "worker_samples",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("worker_id", String(36), ForeignKey("workers.id", ondelete="CASCADE"), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("progress", Float),
+    Column("stage_progress", Float),
+    Column("cpu_percent", Float),
+    Column("ram_percent", Float),
+    Column("gpu_percent", Float),
+    Column("vram_used_gb", Float),
+    Column("vram_total_gb", Float),
+    Index("ix_worker_samples_worker_ts", "worker_id", "ts"),
+)
+
+worker_messages = Table(
+    "worker_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("worker_id", String(36), ForeignKey("workers.id", ondelete="CASCADE"), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_worker_messages_worker_id", "worker_id", "id"),
+)
+
+# Idempotency: a client that redelivers a message (the agent's spool) sends the same messageId.
+received_messages = Table(
+    "received_messages",
+    metadata,
+    Column("machine_id", String(255), primary_key=True),
+    Column("message_id", String(64), primary_key=True),
+    Column("received_at", Float, nullable=False),
+)
+
+screenshots = Table(
+    "screenshots",
+    metadata,
+    Column("worker_id", String(36), ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True),
+    Column("tab", String(128), primary_key=True),
+    Column("blob_key", String(512), nullable=False),
+    Column("content_type", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+super_studies = Table(
+    "super_studies",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("description", Text),
+    Column("base_config", JSON),
+    # Parent configs named by `extends`, by file name, so workers can resolve them.
+    Column("parent_configs", JSON),
+    Column("split_strategy", String(32)),
+    Column("max_attempts", Integer, nullable=False, server_default="3"),
+    Column("retry_fatal", Boolean, nullable=False, server_default=text("false")),
+    Column("cancelled_at", Float),
+    Column("deleted_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_super_studies_name", "name"),
+    Index(
+        "uq_super_studies_live_name",
+        "name",
+        unique=True,
+        sqlite_where=text("deleted_at IS NULL"),
+        postgresql_where=text("deleted_at IS NULL"),
+    ),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "super_study_id",
+        String(36),
+        ForeignKey("super_studies.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("index", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("split_config", JSON, nullable=False),
+    Column("size", Integer, nullable=False, server_default="1"),
+    Column("worker_id", String(36), ForeignKey("workers.id", ondelete="SET NULL")),
+    Column("machine_id", String(255)),
+    Column("progress", Float, nullable=False, server_default="0"),
+    Column("stage", String(255)),
+    Column("eta_at", Float),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("exit_code", Integer),
+    Column("error_message", Text),
+    Column("lease_expires_at", Float),
+    Column("stop_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("started_at", Float),
+    Column("completed_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_assignments_study_index", "super_study_id", "index", unique=True),
+    Index("ix_assignments_status", "status"),
+    Index("ix_assignments_worker", "worker_id"),
+)
+
+assignment_events = Table(
+    "assignment_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "assignment_id",
+        String(36),
+        ForeignKey("assignments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(255), nullable=False),
+    # The worker session that held the attempt, so a worker page can list its assignment history.
+    Column("worker_id", String(36)),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("reason", Text),
+    Index("ix_assignment_events_assignment", "assignment_id", "id"),
+    Index("ix_assignment_events_worker", "worker_id"),
+)
+
+result_files = Table(
+    "result_files",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "assignment_id",
+        String(36),
+        ForeignKey("assignments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("relative_path", String(1024), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("blob_key", String(1024), nullable=False),
+    Column("content_type", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("uq_result_files_path", "assignment_id", "relative_path", "filename", unique=True),
+)

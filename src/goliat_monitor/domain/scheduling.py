@@ -1,0 +1,88 @@
+"""Decisions about assignments: what a failure leads to, and what a super study's state is.
+
+Pure functions over plain values; the database layer applies them inside its transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from goliat_monitor.domain.models import EXIT_CODE_OUT_OF_MEMORY, AssignmentStatus, StudyStatus
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    max_attempts: int = 3
+    retry_fatal: bool = False
+
+
+def after_failure(
+    *, attempts: int, policy: FailurePolicy, exit_code: int | None, lease_lost: bool = False
+) -> AssignmentStatus:
+    """PENDING (hand it to the next worker) or FAILED (give up) after a failed attempt.
+
+    Running out of GPU memory (exit 42) and a lost lease are accidents of the machine, so they are
+    retried; any other failure is retried only when the study's policy says so.
+    """
+    retryable = lease_lost or exit_code == EXIT_CODE_OUT_OF_MEMORY or policy.retry_fatal
+    if retryable and attempts < policy.max_attempts:
+        return AssignmentStatus.PENDING
+    return AssignmentStatus.FAILED
+
+
+@dataclass(frozen=True)
+class AssignmentView:
+    status: str
+    progress: float
+    size: int = 1
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    status: StudyStatus
+    total: int
+    counts: dict[str, int]
+    master_progress: float
+
+    @property
+    def completed(self) -> int:
+        return self.counts.get(AssignmentStatus.COMPLETED, 0)
+
+
+def summarize_study(assignments: Iterable[AssignmentView], *, cancelled: bool) -> StudySummary:
+    """Counts by state, work-weighted master progress and the derived study status.
+
+    Master progress is the mean of assignment progress weighted by each assignment's number of
+    simulations (completed counts 100 %); failed and cancelled ones leave the denominator and are
+    reported apart, so a campaign with one dead piece still shows how far the rest got.
+    """
+    items = list(assignments)
+    counts: dict[str, int] = {status.value: 0 for status in AssignmentStatus}
+    done_work = 0.0
+    total_work = 0
+    for item in items:
+        counts[item.status] = counts.get(item.status, 0) + 1
+        if item.status in (AssignmentStatus.FAILED, AssignmentStatus.CANCELLED):
+            continue
+        weight = max(item.size, 1)
+        total_work += weight
+        progress = 100.0 if item.status == AssignmentStatus.COMPLETED else item.progress
+        done_work += weight * max(0.0, min(100.0, progress))
+    master = done_work / total_work if total_work else 0.0
+
+    running = counts[AssignmentStatus.RUNNING]
+    pending = counts[AssignmentStatus.PENDING]
+    if cancelled and running == 0:
+        status = StudyStatus.CANCELLED
+    elif not items:
+        status = StudyStatus.PENDING
+    elif running == 0 and pending == 0:
+        status = StudyStatus.FAILED if counts[AssignmentStatus.FAILED] else StudyStatus.COMPLETED
+        if status == StudyStatus.COMPLETED and counts[AssignmentStatus.COMPLETED] == 0:
+            status = StudyStatus.CANCELLED
+    elif running or counts[AssignmentStatus.COMPLETED] or counts[AssignmentStatus.FAILED]:
+        status = StudyStatus.RUNNING
+    else:
+        status = StudyStatus.PENDING
+    return StudySummary(status, len(items), counts, round(master, 4))

@@ -1,0 +1,122 @@
+"""`create_app()`: the whole server as one ASGI app you can build in a test.
+
+The app opens its database and brings the schema up to date when it is built, so it is usable at
+once (also in-process through httpx's ASGITransport); its lifespan runs the background services
+and closes the database at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from goliat_monitor import __version__
+from goliat_monitor.blobs import LocalDirStore
+from goliat_monitor.db import migrate
+from goliat_monitor.db.engine import Database
+from goliat_monitor.errors import ApiError
+from goliat_monitor.server import read_api, services, studies_api, worker_api
+from goliat_monitor.server.auth import TokenPrefixMiddleware
+from goliat_monitor.server.context import ServerContext
+from goliat_monitor.server.limits import BodyLimitMiddleware
+from goliat_monitor.settings import ServerSettings
+
+log = logging.getLogger("goliat_monitor.server")
+
+
+def create_app(settings: ServerSettings | None = None, *, now: Callable[[], float] = time.time) -> FastAPI:
+    settings = settings or ServerSettings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url, write_threads=settings.write_threads)
+    migrate.upgrade(db.engine)
+    context = ServerContext(settings=settings, db=db, blobs=LocalDirStore(settings.artifacts_dir), now=now)
+    _warn_if_open(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks = services.start(context)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            db.close()
+
+    app = FastAPI(
+        title="goliat-monitor",
+        version=__version__,
+        summary="Run and watch GOLIAT simulation campaigns.",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    app.include_router(worker_api.router)
+    app.include_router(studies_api.router)
+    app.include_router(read_api.router)
+    _install_error_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware, json_limit=settings.max_json_bytes, upload_limit=settings.max_request_bytes
+    )
+    app.add_middleware(TokenPrefixMiddleware)
+    return app
+
+
+def _warn_if_open(settings: ServerSettings) -> None:
+    if settings.worker_token is None and settings.admin_token is None:
+        log.warning(
+            "No worker or admin token is set: anyone who can reach this server can post updates "
+            "and create or delete super studies. Set GOLIAT_MONITOR_WORKER_TOKEN and "
+            "GOLIAT_MONITOR_ADMIN_TOKEN on a shared network."
+        )
+    elif settings.worker_token is None:
+        log.warning("No worker token is set: anyone who can reach this server can post worker updates.")
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status_code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(error.get("type") == "json_invalid" for error in errors):
+            return _error(400, "Malformed JSON body")
+        parts = []
+        for error in errors[:5]:
+            where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",))
+            parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+        detail = [{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errors[:20]]
+        return _error(422, "; ".join(parts) or "Invalid request", detail=_jsonable(detail))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return _error(500, "Internal server error")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,46 @@
+"""What every request handler needs, built once per app and reached through `request.app.state`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from goliat_monitor.blobs import LocalDirStore
+from goliat_monitor.db.engine import Database
+from goliat_monitor.db.queries import Changes, Clock
+from goliat_monitor.events import EventBroker
+from goliat_monitor.settings import ServerSettings
+
+
+@dataclass
+class ServerContext:
+    settings: ServerSettings
+    db: Database
+    blobs: LocalDirStore
+    events: EventBroker = field(default_factory=EventBroker)
+    now: Callable[[], float] = time.time
+
+    def clock(self) -> Clock:
+        s = self.settings
+        return Clock(
+            now=self.now(),
+            offline_after_s=s.offline_after_s,
+            finish_grace_s=s.finish_grace_s,
+            sample_interval_s=s.sample_interval_s,
+            lease_timeout_s=s.lease_timeout_s,
+        )
+
+    def publish(self, changes: Changes) -> None:
+        """Tell live pages what a committed write touched."""
+        for worker_id in changes.workers:
+            self.events.publish("worker", {"id": worker_id})
+        for study_id in changes.studies:
+            self.events.publish("study", {"id": study_id})
+
+
+def get_context(request: Request) -> ServerContext:
+    context: ServerContext = request.app.state.context
+    return context

@@ -1,0 +1,115 @@
+"""The read API of the original dashboard (same field names), extended for pages and scripts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from goliat_monitor import __version__
+from goliat_monitor.db import migrate, queries
+from goliat_monitor.domain.models import LOG_TYPES
+from goliat_monitor.errors import BadRequest, NotFound
+from goliat_monitor.protocol import API_VERSION
+from goliat_monitor.server.auth import require_admin
+from goliat_monitor.server.context import ServerContext, get_context
+
+router = APIRouter(prefix="/api", tags=["read API"])
+
+
+@router.get("/health")
+async def health(context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """For load balancers and probes: the database answers, and which schema it holds."""
+
+    def probe(conn: Any) -> str | None:
+        conn.execute(text("SELECT 1"))
+        return migrate.current_revision_of(conn)
+
+    revision = await context.db.read(probe)
+    return {
+        "status": "ok",
+        "database": "sqlite" if context.db.is_sqlite else "postgresql",
+        "version": __version__,
+        "apiVersion": API_VERSION,
+        "schemaRevision": revision,
+    }
+
+
+@router.get("/workers")
+async def list_workers(
+    include_stale: bool = Query(False, alias="includeStale"), context: ServerContext = Depends(get_context)
+) -> list[dict[str, Any]]:
+    """Workers, most recently seen first, with their live GUI state."""
+    clock = context.clock()
+    return await context.db.read(lambda conn: queries.list_workers(conn, clock, include_stale=include_stale))
+
+
+@router.get("/workers/{worker_id}")
+async def get_worker(worker_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """One worker with its most recent log lines (oldest first), assignments and screenshots."""
+    clock = context.clock()
+    recent = context.settings.recent_log_lines
+    return await context.db.read(lambda conn: queries.get_worker(conn, worker_id, clock, recent_logs=recent))
+
+
+@router.get("/workers/{worker_id}/logs")
+async def worker_logs(
+    worker_id: str,
+    before: str | None = Query(None, max_length=64, pattern=r"^-?\d+\.\d+$", description="`nextBefore` of the previous page"),
+    limit: int = Query(200, ge=1, le=2000),
+    log_type: list[str] = Query([], alias="type", description="Only these log types (repeatable)"),
+    q: str | None = Query(None, max_length=500, description="Only lines containing this text (case-insensitive)"),
+    context: ServerContext = Depends(get_context),
+) -> dict[str, Any]:
+    """Older log lines, a page at a time, newest page first; each page is oldest first."""
+    unknown = [t for t in log_type if t not in LOG_TYPES]
+    if unknown:
+        raise BadRequest(f"Unknown log type(s): {', '.join(unknown)}")
+
+    def read(conn: Any) -> dict[str, Any]:
+        queries.worker_exists(conn, worker_id)
+        return queries.log_page(conn, worker_id, before=before, limit=limit, log_types=log_type, text=q)
+
+    return await context.db.read(read)
+
+
+@router.get("/workers/{worker_id}/samples")
+async def worker_samples(
+    worker_id: str,
+    minutes: float = Query(60, gt=0, le=60 * 24 * 30),
+    context: ServerContext = Depends(get_context),
+) -> list[dict[str, Any]]:
+    """The progress and utilisation time series of a worker, for charts."""
+    since = context.now() - minutes * 60
+    return await context.db.read(lambda conn: queries.worker_samples_since(conn, worker_id, since))
+
+
+@router.get("/workers/{worker_id}/screenshots/{tab}")
+async def worker_screenshot(worker_id: str, tab: str, context: ServerContext = Depends(get_context)) -> StreamingResponse:
+    row = await context.db.read(lambda conn: queries.screenshot_row(conn, worker_id, tab))
+    if not context.blobs.exists(row["blob_key"]):
+        raise NotFound(f"Screenshot of tab {tab!r} is gone")
+    return StreamingResponse(
+        context.blobs.iter_bytes(row["blob_key"]),
+        media_type=row["content_type"],
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+class WorkerPatch(BaseModel):
+    machineLabel: Annotated[str, Field(max_length=255)] | None = None
+
+
+@router.patch("/workers/{worker_id}", dependencies=[Depends(require_admin)])
+async def patch_worker(worker_id: str, body: WorkerPatch, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """Set the machine's label (shown instead of its address); every session of the machine shares it."""
+    label = (body.machineLabel or "").strip() or None
+    now = context.now()
+    changes = await context.db.write(lambda conn: queries.set_worker_label(conn, worker_id, label, now))
+    context.publish(changes)
+    clock = context.clock()
+    recent = context.settings.recent_log_lines
+    return await context.db.read(lambda conn: queries.get_worker(conn, worker_id, clock, recent_logs=recent))

@@ -1,0 +1,260 @@
+"""Super studies: created by GOLIAT's `super_study` command (or ours), read by its `worker` command,
+and their result files browsed and downloaded by people."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import RowMapping
+
+from goliat_monitor.blobs import LocalDirStore
+from goliat_monitor.db import queries
+from goliat_monitor.domain.results_tree import build_tree
+from goliat_monitor.errors import NotFound
+from goliat_monitor.protocol import OkResponse
+from goliat_monitor.server.auth import require_admin
+from goliat_monitor.server.context import ServerContext, get_context
+
+router = APIRouter(prefix="/api", tags=["super studies"])
+
+
+class NewAssignment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    splitConfig: dict[str, Any]
+    status: str | None = "PENDING"
+    size: Annotated[int, Field(ge=1)] | None = None
+
+
+class NewSuperStudy(BaseModel):
+    """GOLIAT's `POST /api/super-studies` body; the fields after `assignments` are our extensions."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    description: Annotated[str, Field(max_length=10_000)] | None = None
+    baseConfig: dict[str, Any] | None = None
+    assignments: Annotated[list[NewAssignment], Field(max_length=100_000)]
+    parentConfigs: dict[str, dict[str, Any]] | None = None
+    splitStrategy: Annotated[str, Field(max_length=32)] | None = None
+    maxAttempts: Annotated[int, Field(ge=1, le=100)] = 3
+    retryFatal: bool = False
+    replace: bool = False
+
+
+@router.post("/super-studies", dependencies=[Depends(require_admin)])
+async def create_super_study(body: NewSuperStudy, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """Create a study from configs split by the client. Answers 200 (GOLIAT treats 201 as failure)."""
+    configs = [a.splitConfig for a in body.assignments]
+    sizes = [a.size or 1 for a in body.assignments]
+    now = context.now()
+
+    def create(conn: Any) -> dict[str, Any]:
+        study_id = queries.create_super_study(
+            conn,
+            name=body.name,
+            description=body.description,
+            base_config=body.baseConfig,
+            split_configs=configs,
+            sizes=sizes,
+            parent_configs=body.parentConfigs,
+            split_strategy=body.splitStrategy,
+            max_attempts=body.maxAttempts,
+            retry_fatal=body.retryFatal,
+            replace=body.replace,
+            now=now,
+        )
+        return queries.get_super_study(conn, study_id)
+
+    study = await context.db.write(create)
+    context.events.publish("study", {"id": study["id"]})
+    return study
+
+
+@router.get("/super-studies")
+async def list_super_studies(
+    name: str | None = Query(None, max_length=255), context: ServerContext = Depends(get_context)
+) -> list[dict[str, Any]]:
+    """Every live super study (or those named `name`), newest first."""
+    return await context.db.read(lambda conn: queries.list_super_studies(conn, name))
+
+
+@router.get("/super-studies/{study_id}")
+async def get_super_study(study_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    return await context.db.read(lambda conn: queries.get_super_study(conn, study_id))
+
+
+@router.delete("/super-studies/{study_id}", response_model=OkResponse, dependencies=[Depends(require_admin)])
+async def delete_super_study(study_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """Delete a study, its assignments and their result files."""
+    assignment_ids = await context.db.write(lambda conn: queries.delete_super_study(conn, study_id))
+    for assignment_id in assignment_ids:
+        context.blobs.delete_prefix(f"results/{assignment_id}")
+    context.events.publish("study", {"id": study_id, "deleted": True})
+    return {"success": True}
+
+
+@router.get("/super-studies/{study_id}/assignments")
+async def list_assignments(study_id: str, context: ServerContext = Depends(get_context)) -> list[dict[str, Any]]:
+    def read(conn: Any) -> list[dict[str, Any]]:
+        queries.require_study(conn, study_id)
+        return queries.list_assignments(conn, study_id)
+
+    return await context.db.read(read)
+
+
+@router.get("/assignments/{assignment_id}", tags=["super studies"])
+async def get_assignment(assignment_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    return await context.db.read(lambda conn: queries.assignment_dict(conn, assignment_id))
+
+
+# -- result files ------------------------------------------------------------------------------
+
+
+def _file_path(row: RowMapping) -> str:
+    return f"{row['relative_path']}/{row['filename']}" if row["relative_path"] else str(row["filename"])
+
+
+def _latest_by_path(rows: Sequence[RowMapping]) -> dict[str, RowMapping]:
+    """One file per path; if two assignments wrote the same path the newest upload wins."""
+    latest: dict[str, RowMapping] = {}
+    for row in rows:
+        path = _file_path(row)
+        if path not in latest or row["created_at"] >= latest[path]["created_at"]:
+            latest[path] = row
+    return latest
+
+
+def _listing(rows: Sequence[RowMapping]) -> dict[str, Any]:
+    files = _latest_by_path(rows)
+    return {
+        "tree": build_tree((path, row["size"]) for path, row in sorted(files.items())),
+        "totalFiles": len(files),
+        "totalSize": sum(row["size"] for row in files.values()),
+        "files": [
+            {
+                "path": path,
+                "size": row["size"],
+                "sha256": row["sha256"],
+                "contentType": row["content_type"],
+                "assignmentId": row["assignment_id"],
+                "assignmentIndex": row["assignment_index"],
+                "uploadedAt": queries.iso(row["created_at"]),
+            }
+            for path, row in sorted(files.items())
+        ],
+    }
+
+
+def _file_response(blobs: LocalDirStore, rows: Sequence[RowMapping], path: str) -> StreamingResponse:
+    row = _latest_by_path(rows).get(path.strip("/"))
+    if row is None or not blobs.exists(row["blob_key"]):
+        raise NotFound(f"No result file at {path!r}")
+    name = row["filename"].replace('"', "")
+    return StreamingResponse(
+        blobs.iter_bytes(row["blob_key"]),
+        media_type=row["content_type"],
+        headers={
+            "Content-Length": str(row["size"]),
+            "Content-Disposition": f'inline; filename="{name}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+class _ZipSink(io.RawIOBase):
+    """A write-only stream that hands out what zipfile wrote so far: the zip is never in memory."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._chunks.append(chunk)
+        self._position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._position
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def _zip_stream(blobs: LocalDirStore, rows: Sequence[RowMapping]) -> Iterator[bytes]:
+    sink = _ZipSink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path, row in sorted(_latest_by_path(rows).items()):
+            if not blobs.exists(row["blob_key"]):
+                continue
+            with archive.open(path, "w", force_zip64=True) as target:
+                for chunk in blobs.iter_bytes(row["blob_key"]):
+                    target.write(chunk)
+                    if (data := sink.take()) != b"":
+                        yield data
+            yield sink.take()
+    yield sink.take()
+
+
+def _zip_response(blobs: LocalDirStore, rows: Sequence[RowMapping], filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        _zip_stream(blobs, rows),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/super-studies/{study_id}/results/list")
+async def study_results_list(study_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """Every result file of the study as a tree by `relativePath`, with totals."""
+    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, study_id=study_id))
+    return _listing(rows)
+
+
+@router.get("/super-studies/{study_id}/results/file")
+async def study_results_file(
+    study_id: str, path: str = Query(..., max_length=2048), context: ServerContext = Depends(get_context)
+) -> StreamingResponse:
+    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, study_id=study_id))
+    return _file_response(context.blobs, rows, path)
+
+
+@router.get("/super-studies/{study_id}/results/download")
+async def study_results_download(study_id: str, context: ServerContext = Depends(get_context)) -> StreamingResponse:
+    """A zip of every result file, streamed as it is built."""
+    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, study_id=study_id))
+    return _zip_response(context.blobs, rows, f"super-study-{study_id}-results.zip")
+
+
+@router.get("/assignments/{assignment_id}/results/list")
+async def assignment_results_list(
+    assignment_id: str, context: ServerContext = Depends(get_context)
+) -> dict[str, Any]:
+    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, assignment_id=assignment_id))
+    return _listing(rows)
+
+
+@router.get("/assignments/{assignment_id}/results/file")
+async def assignment_results_file(
+    assignment_id: str, path: str = Query(..., max_length=2048), context: ServerContext = Depends(get_context)
+) -> StreamingResponse:
+    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, assignment_id=assignment_id))
+    return _file_response(context.blobs, rows, path)
+
+
+@router.get("/assignments/{assignment_id}/results/download")
+async def assignment_results_download(
+    assignment_id: str, context: ServerContext = Depends(get_context)
+) -> StreamingResponse:
+    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, assignment_id=assignment_id))
+    return _zip_response(context.blobs, rows, f"assignment-{assignment_id}-results.zip")

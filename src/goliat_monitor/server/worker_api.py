@@ -1,0 +1,202 @@
+"""The calls GOLIAT's client (and the goliat-monitor agent) make: ingest, claim and upload.
+
+Every success is exactly HTTP 200, the only status GOLIAT's client accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.datastructures import UploadFile
+
+from goliat_monitor.blobs import StoredBlob
+from goliat_monitor.db import queries
+from goliat_monitor.domain.paths import check_filename, check_relative_path, check_tab_name
+from goliat_monitor.errors import BadRequest, TooLarge
+from goliat_monitor.protocol import ClaimRequest, GuiUpdate, Heartbeat, MachineId, OkResponse
+from goliat_monitor.server.auth import require_worker
+from goliat_monitor.server.context import ServerContext, get_context
+from goliat_monitor.server.uploads import (
+    ScreenshotKey,
+    check_file_sizes,
+    form_text,
+    guess_content_type,
+    read_form,
+)
+
+router = APIRouter(prefix="/api", tags=["worker protocol"], dependencies=[Depends(require_worker)])
+
+MULTIPART_RESULTS = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "relativePath": {"type": "string", "example": "far_field/thelonious/700MHz/x_pos_theta"},
+                    },
+                }
+            }
+        },
+        "required": True,
+    }
+}
+
+MULTIPART_SCREENSHOTS = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["machineId"],
+                    "properties": {"machineId": {"type": "string"}},
+                    "additionalProperties": {"type": "string", "format": "binary"},
+                }
+            }
+        },
+        "required": True,
+    }
+}
+
+
+@router.post("/heartbeat", response_model=OkResponse)
+async def heartbeat(beat: Heartbeat, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """Register or refresh a worker; carries system info and, from the agent, utilisation figures."""
+    clock = context.clock()
+    data = beat.model_dump()
+    changes = await context.db.write(lambda conn: queries.record_heartbeat(conn, data, clock), key=beat.machineId)
+    context.publish(changes)
+    return {"success": True}
+
+
+@router.post("/gui-update", response_model=OkResponse)
+async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """One message from a worker's GUI queue: progress, logs, ETA, completion; unknown types are kept."""
+    clock = context.clock()
+    data = body.model_dump()
+    data["message"] = body.message.model_dump()
+    changes = await context.db.write(lambda conn: queries.record_gui_update(conn, data, clock), key=body.machineId)
+    context.publish(changes)
+    if changes.log_lines:
+        context.events.publish("logs", {"id": next(iter(changes.workers)), "count": changes.log_lines})
+    return {"success": True}
+
+
+@router.post("/gui-screenshots", response_model=OkResponse, openapi_extra=MULTIPART_SCREENSHOTS)
+async def gui_screenshots(request: Request, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """The latest JPEG of each GUI tab (one file field per tab); older images are replaced."""
+    form = await read_form(request)
+    machine_id = form_text(form, "machineId", max_length=255)
+    assert machine_id is not None
+    agent_id = form_text(form, "agentId", required=False, max_length=64)
+    shots = [(name, value) for name, value in form.multi_items() if isinstance(value, UploadFile)]
+    if not shots:
+        raise BadRequest("No screenshot files in the request")
+    try:
+        for name, _ in shots:
+            check_tab_name(name)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    check_file_sizes([upload for _, upload in shots], max_file_bytes=context.settings.max_file_bytes)
+    key = ScreenshotKey(machine_id, agent_id)
+    stored = []
+    for tab, upload in shots:
+        blob = await _store(context, key.blob_key(tab), upload)
+        stored.append(
+            {
+                "tab": tab,
+                "blob_key": blob.key,
+                "size": blob.size,
+                "content_type": upload.content_type or "image/jpeg",
+            }
+        )
+    clock = context.clock()
+    changes = await context.db.write(
+        lambda conn: queries.record_screenshots(conn, machine_id, agent_id, stored, clock), key=machine_id
+    )
+    context.publish(changes)
+    return {"success": True}
+
+
+@router.post("/assignments/{assignment_id}/claim")
+async def claim(
+    assignment_id: str, body: ClaimRequest, context: ServerContext = Depends(get_context)
+) -> dict[str, Any]:
+    """Claim one assignment. Exactly one machine wins; the winner may claim again (it retries)."""
+    clock = context.clock()
+    claimed = await context.db.write(
+        lambda conn: queries.claim_assignment(conn, assignment_id, body.machineId, body.agentId, clock),
+        key=body.machineId,
+    )
+    context.publish(claimed.changes)
+    return claimed.assignment
+
+
+@router.get("/assignment", responses={204: {"description": "No PENDING assignment"}})
+async def next_assignment(
+    machine_id: MachineId = Query(alias="machineId"),
+    agent_id: str | None = Query(None, alias="agentId", max_length=64),
+    context: ServerContext = Depends(get_context),
+) -> Any:
+    """The pull endpoint: claims and returns this worker's next assignment, or 204 when none is left."""
+    clock = context.clock()
+    claimed = await context.db.write(
+        lambda conn: queries.claim_next(conn, machine_id, agent_id, clock), key=machine_id
+    )
+    if claimed is None:
+        return Response(status_code=204)
+    context.publish(claimed.changes)
+    return claimed.assignment
+
+
+@router.post("/assignments/{assignment_id}/results", response_model=OkResponse, openapi_extra=MULTIPART_RESULTS)
+async def upload_results(
+    assignment_id: str, request: Request, context: ServerContext = Depends(get_context)
+) -> dict[str, Any]:
+    """Result files of one simulation: repeated `files` fields and one `relativePath`."""
+    await context.db.read(lambda conn: queries.assignment_study_id(conn, assignment_id))
+    form = await read_form(request)
+    try:
+        relative_path = check_relative_path(form_text(form, "relativePath", required=False) or "")
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    uploads = [value for value in form.getlist("files") if isinstance(value, UploadFile)]
+    if not uploads:
+        raise BadRequest("No files in the request (field name: files)")
+    names = []
+    for upload in uploads:
+        try:
+            names.append(check_filename(upload.filename or ""))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+    check_file_sizes(uploads, max_file_bytes=context.settings.max_file_bytes)
+    total = sum(upload.size or 0 for upload in uploads)
+    if total > context.settings.max_request_bytes:
+        raise TooLarge(f"Upload is larger than {context.settings.max_request_bytes} bytes")
+    prefix = f"results/{assignment_id}/{relative_path}".rstrip("/")
+    rows = []
+    for name, upload in zip(names, uploads, strict=True):
+        blob = await _store(context, f"{prefix}/{name}", upload)
+        rows.append(
+            {
+                "relative_path": relative_path,
+                "filename": name,
+                "size": blob.size,
+                "sha256": blob.sha256,
+                "blob_key": blob.key,
+                "content_type": guess_content_type(name),
+            }
+        )
+    now = context.now()
+    study_id = await context.db.write(lambda conn: queries.record_result_files(conn, assignment_id, rows, now))
+    context.events.publish("results", {"id": study_id, "assignmentId": assignment_id})
+    return {"success": True}
+
+
+async def _store(context: ServerContext, key: str, upload: UploadFile) -> StoredBlob:
+    await upload.seek(0)
+    return await to_thread.run_sync(context.blobs.put, key, upload.file)

@@ -8,6 +8,7 @@ so with a `resync` event, so a slow browser never slows a worker's request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,10 +44,8 @@ class EventBroker:
         for sub in list(self._subscribers):
             if sub.queue.full():
                 sub.overflowed = True
-                try:
+                with contextlib.suppress(asyncio.QueueEmpty):
                     sub.queue.get_nowait()
-                except asyncio.QueueEmpty:  # pragma: no cover - raced with the consumer
-                    pass
             sub.queue.put_nowait(event)
         return event
 

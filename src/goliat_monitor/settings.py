@@ -67,9 +67,7 @@ class ServerSettings(BaseSettings):
     max_request_bytes: int = Field(
         1024 * 1024 * 1024, description="Largest upload request (all files together), in bytes."
     )
-    max_json_bytes: int = Field(
-        16 * 1024 * 1024, description="Largest JSON request body, in bytes."
-    )
+    max_json_bytes: int = Field(16 * 1024 * 1024, description="Largest JSON request body, in bytes.")
     recent_log_lines: int = Field(
         200, description="Log lines included with GET /api/workers/{id}; older ones are paged."
     )

@@ -116,7 +116,9 @@ class Database:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def submit(self, fn: Callable[[Connection], T], *, key: str | None = None) -> concurrent.futures.Future[T]:
+    def submit(
+        self, fn: Callable[[Connection], T], *, key: str | None = None
+    ) -> concurrent.futures.Future[T]:
         """Queue a write. Writes with the same `key` run in one thread, in the order submitted."""
         if not self._threads:
             raise RuntimeError("database is closed")

@@ -8,9 +8,9 @@ No SQL lives anywhere else.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -296,11 +296,7 @@ def _store_logs(
     if result.sequence is not None:
         low, high = gui_state.sequence_range(run, result.sequence)
         taken = conn.execute(
-            select(
-                exists().where(
-                    log_lines.c.worker_id == worker["id"], log_lines.c.ord.between(low, high)
-                )
-            )
+            select(exists().where(log_lines.c.worker_id == worker["id"], log_lines.c.ord.between(low, high)))
         ).scalar_one()
         new_run = gui_state.run_for_batch(current_run=run, sequence_taken=bool(taken))
         if new_run != run:
@@ -332,7 +328,9 @@ def _store_logs(
     )
 
 
-def _maybe_sample(conn: Connection, worker: Mapping[str, Any], values: Mapping[str, Any], clock: Clock) -> None:
+def _maybe_sample(
+    conn: Connection, worker: Mapping[str, Any], values: Mapping[str, Any], clock: Clock
+) -> None:
     last = worker["last_sample_at"]
     if last is not None and clock.now - last < clock.sample_interval_s:
         return
@@ -424,7 +422,11 @@ def end_assignment(
     )
     if row is None or row["worker_id"] != worker_id or row["status"] != AssignmentStatus.RUNNING:
         return None
-    values: dict[str, Any] = {"updated_at": clock.now, "exit_code": ending.exit_code, "lease_expires_at": None}
+    values: dict[str, Any] = {
+        "updated_at": clock.now,
+        "exit_code": ending.exit_code,
+        "lease_expires_at": None,
+    }
     if not ending.failed:
         target = AssignmentStatus.COMPLETED
         values.update(progress=100.0, completed_at=clock.now, error_message=None, eta_at=None)
@@ -439,6 +441,7 @@ def end_assignment(
         else:
             values["completed_at"] = clock.now
             reason = values["error_message"]
+    values["status"] = target
     conn.execute(update(assignments).where(assignments.c.id == assignment_id).values(**values))
     _record_event(
         conn,
@@ -563,7 +566,9 @@ def claim_next(conn: Connection, machine_id: str, agent_id: str | None, clock: C
         .limit(1)
     ).first()
     if mine is not None:
-        conn.execute(update(workers).where(workers.c.id == worker["id"]).values(current_assignment_id=mine.id))
+        conn.execute(
+            update(workers).where(workers.c.id == worker["id"]).values(current_assignment_id=mine.id)
+        )
         changes.studies.add(mine.super_study_id)
         return Claimed(assignment_dict(conn, mine.id), changes)
     candidates = (
@@ -637,7 +642,9 @@ def requeue_expired_leases(conn: Connection, clock: Clock, changes: Changes) -> 
 
 def _live_study_by_name(conn: Connection, name: str) -> RowMapping | None:
     return (
-        conn.execute(select(super_studies).where(super_studies.c.name == name, super_studies.c.deleted_at.is_(None)))
+        conn.execute(
+            select(super_studies).where(super_studies.c.name == name, super_studies.c.deleted_at.is_(None))
+        )
         .mappings()
         .first()
     )
@@ -703,7 +710,9 @@ def delete_super_study(conn: Connection, study_id: str) -> list[str]:
     found = conn.execute(select(super_studies.c.id).where(super_studies.c.id == study_id)).first()
     if found is None:
         raise NotFound(f"Super study {study_id} not found")
-    ids = list(conn.execute(select(assignments.c.id).where(assignments.c.super_study_id == study_id)).scalars())
+    ids = list(
+        conn.execute(select(assignments.c.id).where(assignments.c.super_study_id == study_id)).scalars()
+    )
     if ids:
         conn.execute(
             update(workers).where(workers.c.current_assignment_id.in_(ids)).values(current_assignment_id=None)
@@ -731,7 +740,9 @@ def study_summaries(conn: Connection, study_ids: Iterable[str]) -> dict[str, Stu
     for row in rows:
         grouped[row.super_study_id].append(AssignmentView(row.status, row.progress, row.size))
     cancelled = dict(
-        conn.execute(select(super_studies.c.id, super_studies.c.cancelled_at).where(super_studies.c.id.in_(ids))).all()
+        conn.execute(
+            select(super_studies.c.id, super_studies.c.cancelled_at).where(super_studies.c.id.in_(ids))
+        ).all()
     )
     return {
         study_id: summarize_study(views, cancelled=cancelled.get(study_id) is not None)
@@ -747,7 +758,10 @@ def list_super_studies(conn: Connection, name: str | None = None) -> list[dict[s
     summaries = study_summaries(conn, [row["id"] for row in rows])
     brief = _assignment_briefs(conn, [row["id"] for row in rows])
     return [
-        {**_study_dict(row, summaries[row["id"]], include_config=False), "assignments": brief.get(row["id"], [])}
+        {
+            **_study_dict(row, summaries[row["id"]], include_config=False),
+            "assignments": brief.get(row["id"], []),
+        }
         for row in rows
     ]
 
@@ -770,7 +784,9 @@ def _assignment_briefs(conn: Connection, study_ids: list[str]) -> dict[str, list
 
 def require_study(conn: Connection, study_id: str) -> RowMapping:
     row = (
-        conn.execute(select(super_studies).where(super_studies.c.id == study_id, super_studies.c.deleted_at.is_(None)))
+        conn.execute(
+            select(super_studies).where(super_studies.c.id == study_id, super_studies.c.deleted_at.is_(None))
+        )
         .mappings()
         .first()
     )
@@ -901,7 +917,9 @@ def assignment_events_for(conn: Connection, assignment_ids: Sequence[str]) -> li
 
 
 def assignment_study_id(conn: Connection, assignment_id: str) -> str:
-    found = conn.execute(select(assignments.c.super_study_id).where(assignments.c.id == assignment_id)).first()
+    found = conn.execute(
+        select(assignments.c.super_study_id).where(assignments.c.id == assignment_id)
+    ).first()
     if found is None:
         raise NotFound(f"Assignment {assignment_id} not found")
     return str(found.super_study_id)
@@ -953,7 +971,9 @@ def record_screenshots(
     worker = resolve_worker(conn, machine_id, agent_id, clock, changes)
     for shot in shots:
         conn.execute(
-            delete(screenshots).where(screenshots.c.worker_id == worker["id"], screenshots.c.tab == shot["tab"])
+            delete(screenshots).where(
+                screenshots.c.worker_id == worker["id"], screenshots.c.tab == shot["tab"]
+            )
         )
         conn.execute(insert(screenshots).values(worker_id=worker["id"], updated_at=clock.now, **shot))
     conn.execute(update(workers).where(workers.c.id == worker["id"]).values(last_seen=clock.now))
@@ -964,7 +984,9 @@ def record_screenshots(
 
 def screenshot_row(conn: Connection, worker_id: str, tab: str) -> RowMapping:
     row = (
-        conn.execute(select(screenshots).where(screenshots.c.worker_id == worker_id, screenshots.c.tab == tab))
+        conn.execute(
+            select(screenshots).where(screenshots.c.worker_id == worker_id, screenshots.c.tab == tab)
+        )
         .mappings()
         .first()
     )
@@ -985,7 +1007,9 @@ def iso(ts: float | None) -> str | None:
 def _worker_dict(row: Mapping[str, Any], clock: Clock) -> dict[str, Any]:
     online = _is_online(row, clock)
     status = row["status"] if online and not row["is_stale"] else WorkerStatus.OFFLINE
-    has_state = row["last_progress_at"] is not None or row["stage"] is not None or row["log_max_sequence"] >= 0
+    has_state = (
+        row["last_progress_at"] is not None or row["stage"] is not None or row["log_max_sequence"] >= 0
+    )
     return {
         "id": row["id"],
         "ipAddress": row["machine_id"],
@@ -1049,7 +1073,9 @@ def get_worker(conn: Connection, worker_id: str, clock: Clock, *, recent_logs: i
                 or_(
                     assignments.c.worker_id == worker_id,
                     assignments.c.id.in_(
-                        select(assignment_events.c.assignment_id).where(assignment_events.c.worker_id == worker_id)
+                        select(assignment_events.c.assignment_id).where(
+                            assignment_events.c.worker_id == worker_id
+                        )
                     ),
                 )
             )
@@ -1083,12 +1109,14 @@ def log_page(
     text: str | None = None,
 ) -> dict[str, Any]:
     """A page of log lines, newest page first, lines oldest first within the page."""
-    query = select(log_lines.c.id, log_lines.c.ord, log_lines.c.ts, log_lines.c.log_type, log_lines.c.message).where(
-        log_lines.c.worker_id == worker_id
-    )
+    query = select(
+        log_lines.c.id, log_lines.c.ord, log_lines.c.ts, log_lines.c.log_type, log_lines.c.message
+    ).where(log_lines.c.worker_id == worker_id)
     if before:
         order, row_id = parse_cursor(before)
-        query = query.where(or_(log_lines.c.ord < order, and_(log_lines.c.ord == order, log_lines.c.id < row_id)))
+        query = query.where(
+            or_(log_lines.c.ord < order, and_(log_lines.c.ord == order, log_lines.c.id < row_id))
+        )
     if log_types:
         query = query.where(log_lines.c.log_type.in_(list(log_types)))
     if text:
@@ -1117,7 +1145,9 @@ def worker_exists(conn: Connection, worker_id: str) -> None:
         raise NotFound(f"Worker {worker_id} not found")
 
 
-def worker_samples_since(conn: Connection, worker_id: str, since: float, limit: int = 5000) -> list[dict[str, Any]]:
+def worker_samples_since(
+    conn: Connection, worker_id: str, since: float, limit: int = 5000
+) -> list[dict[str, Any]]:
     worker_exists(conn, worker_id)
     rows = conn.execute(
         select(worker_samples)
@@ -1146,5 +1176,7 @@ def set_worker_label(conn: Connection, worker_id: str, label: str | None, now: f
     worker_exists(conn, worker_id)
     machine = conn.execute(select(workers.c.machine_id).where(workers.c.id == worker_id)).scalar_one()
     # The label names the machine, so every session of it carries the same one.
-    conn.execute(update(workers).where(workers.c.machine_id == machine).values(machine_label=label, updated_at=now))
+    conn.execute(
+        update(workers).where(workers.c.machine_id == machine).values(machine_label=label, updated_at=now)
+    )
     return Changes(workers={worker_id})

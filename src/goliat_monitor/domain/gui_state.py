@@ -204,5 +204,9 @@ def offline_after(*, configured_s: float, heartbeat_interval_s: float | None) ->
     return max(configured_s, 1.5 * min(heartbeat_interval_s, 600.0) + 5.0)
 
 
-def is_online(*, last_seen: float, now: float, configured_s: float, heartbeat_interval_s: float | None) -> bool:
-    return now - last_seen <= offline_after(configured_s=configured_s, heartbeat_interval_s=heartbeat_interval_s)
+def is_online(
+    *, last_seen: float, now: float, configured_s: float, heartbeat_interval_s: float | None
+) -> bool:
+    return now - last_seen <= offline_after(
+        configured_s=configured_s, heartbeat_interval_s=heartbeat_interval_s
+    )

@@ -13,7 +13,8 @@ def build_tree(files: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
         node = root
         for depth, part in enumerate(parts[:-1]):
             node = node["children"].setdefault(
-                part, {"name": part, "type": "directory", "path": "/".join(parts[: depth + 1]), "children": {}}
+                part,
+                {"name": part, "type": "directory", "path": "/".join(parts[: depth + 1]), "children": {}},
             )
         node["children"][parts[-1]] = {"name": parts[-1], "type": "file", "path": path, "size": size}
     return _finish(root["children"])

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from goliat_monitor.errors import TooLarge
 
 UPLOAD_PATH_SUFFIXES = ("/results", "/gui-screenshots")
 
@@ -43,7 +42,9 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise TooLarge(f"Request body is larger than {limit} bytes")
+                    # An HTTPException, because FastAPI turns anything else raised while it reads
+                    # the body into a 400.
+                    raise HTTPException(413, f"Request body is larger than {limit} bytes")
             return message
 
         await self.app(scope, counting_receive, send)

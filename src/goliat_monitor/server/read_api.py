@@ -58,10 +58,14 @@ async def get_worker(worker_id: str, context: ServerContext = Depends(get_contex
 @router.get("/workers/{worker_id}/logs")
 async def worker_logs(
     worker_id: str,
-    before: str | None = Query(None, max_length=64, pattern=r"^-?\d+\.\d+$", description="`nextBefore` of the previous page"),
+    before: str | None = Query(
+        None, max_length=64, pattern=r"^-?\d+\.\d+$", description="`nextBefore` of the previous page"
+    ),
     limit: int = Query(200, ge=1, le=2000),
     log_type: list[str] = Query([], alias="type", description="Only these log types (repeatable)"),
-    q: str | None = Query(None, max_length=500, description="Only lines containing this text (case-insensitive)"),
+    q: str | None = Query(
+        None, max_length=500, description="Only lines containing this text (case-insensitive)"
+    ),
     context: ServerContext = Depends(get_context),
 ) -> dict[str, Any]:
     """Older log lines, a page at a time, newest page first; each page is oldest first."""
@@ -88,7 +92,9 @@ async def worker_samples(
 
 
 @router.get("/workers/{worker_id}/screenshots/{tab}")
-async def worker_screenshot(worker_id: str, tab: str, context: ServerContext = Depends(get_context)) -> StreamingResponse:
+async def worker_screenshot(
+    worker_id: str, tab: str, context: ServerContext = Depends(get_context)
+) -> StreamingResponse:
     row = await context.db.read(lambda conn: queries.screenshot_row(conn, worker_id, tab))
     if not context.blobs.exists(row["blob_key"]):
         raise NotFound(f"Screenshot of tab {tab!r} is gone")
@@ -104,7 +110,9 @@ class WorkerPatch(BaseModel):
 
 
 @router.patch("/workers/{worker_id}", dependencies=[Depends(require_admin)])
-async def patch_worker(worker_id: str, body: WorkerPatch, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+async def patch_worker(
+    worker_id: str, body: WorkerPatch, context: ServerContext = Depends(get_context)
+) -> dict[str, Any]:
     """Set the machine's label (shown instead of its address); every session of the machine shares it."""
     label = (body.machineLabel or "").strip() or None
     now = context.now()

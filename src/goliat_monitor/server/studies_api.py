@@ -47,7 +47,9 @@ class NewSuperStudy(BaseModel):
 
 
 @router.post("/super-studies", dependencies=[Depends(require_admin)])
-async def create_super_study(body: NewSuperStudy, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+async def create_super_study(
+    body: NewSuperStudy, context: ServerContext = Depends(get_context)
+) -> dict[str, Any]:
     """Create a study from configs split by the client. Answers 200 (GOLIAT treats 201 as failure)."""
     configs = [a.splitConfig for a in body.assignments]
     sizes = [a.size or 1 for a in body.assignments]
@@ -99,7 +101,9 @@ async def delete_super_study(study_id: str, context: ServerContext = Depends(get
 
 
 @router.get("/super-studies/{study_id}/assignments")
-async def list_assignments(study_id: str, context: ServerContext = Depends(get_context)) -> list[dict[str, Any]]:
+async def list_assignments(
+    study_id: str, context: ServerContext = Depends(get_context)
+) -> list[dict[str, Any]]:
     def read(conn: Any) -> list[dict[str, Any]]:
         queries.require_study(conn, study_id)
         return queries.list_assignments(conn, study_id)
@@ -230,7 +234,9 @@ async def study_results_file(
 
 
 @router.get("/super-studies/{study_id}/results/download")
-async def study_results_download(study_id: str, context: ServerContext = Depends(get_context)) -> StreamingResponse:
+async def study_results_download(
+    study_id: str, context: ServerContext = Depends(get_context)
+) -> StreamingResponse:
     """A zip of every result file, streamed as it is built."""
     rows = await context.db.read(lambda conn: queries.result_file_rows(conn, study_id=study_id))
     return _zip_response(context.blobs, rows, f"super-study-{study_id}-results.zip")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from goliat_monitor.errors import BadRequest, TooLarge
 
@@ -23,7 +24,7 @@ async def read_form(request: Request) -> FormData:
         raise BadRequest("Expected a multipart/form-data body")
     try:
         return await request.form(max_files=MAX_PARTS, max_fields=MAX_PARTS)
-    except TooLarge:
+    except HTTPException:  # 413 from the body limit
         raise
     except Exception as exc:  # malformed multipart is the client's fault, never a 500
         raise BadRequest(f"Malformed multipart body: {exc}") from exc

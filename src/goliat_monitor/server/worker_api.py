@@ -37,7 +37,10 @@ MULTIPART_RESULTS = {
                     "required": ["files"],
                     "properties": {
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "relativePath": {"type": "string", "example": "far_field/thelonious/700MHz/x_pos_theta"},
+                        "relativePath": {
+                            "type": "string",
+                            "example": "far_field/thelonious/700MHz/x_pos_theta",
+                        },
                     },
                 }
             }
@@ -68,7 +71,9 @@ async def heartbeat(beat: Heartbeat, context: ServerContext = Depends(get_contex
     """Register or refresh a worker; carries system info and, from the agent, utilisation figures."""
     clock = context.clock()
     data = beat.model_dump()
-    changes = await context.db.write(lambda conn: queries.record_heartbeat(conn, data, clock), key=beat.machineId)
+    changes = await context.db.write(
+        lambda conn: queries.record_heartbeat(conn, data, clock), key=beat.machineId
+    )
     context.publish(changes)
     return {"success": True}
 
@@ -79,7 +84,9 @@ async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_conte
     clock = context.clock()
     data = body.model_dump()
     data["message"] = body.message.model_dump()
-    changes = await context.db.write(lambda conn: queries.record_gui_update(conn, data, clock), key=body.machineId)
+    changes = await context.db.write(
+        lambda conn: queries.record_gui_update(conn, data, clock), key=body.machineId
+    )
     context.publish(changes)
     if changes.log_lines:
         context.events.publish("logs", {"id": next(iter(changes.workers)), "count": changes.log_lines})
@@ -153,7 +160,9 @@ async def next_assignment(
     return claimed.assignment
 
 
-@router.post("/assignments/{assignment_id}/results", response_model=OkResponse, openapi_extra=MULTIPART_RESULTS)
+@router.post(
+    "/assignments/{assignment_id}/results", response_model=OkResponse, openapi_extra=MULTIPART_RESULTS
+)
 async def upload_results(
     assignment_id: str, request: Request, context: ServerContext = Depends(get_context)
 ) -> dict[str, Any]:
@@ -192,7 +201,9 @@ async def upload_results(
             }
         )
     now = context.now()
-    study_id = await context.db.write(lambda conn: queries.record_result_files(conn, assignment_id, rows, now))
+    study_id = await context.db.write(
+        lambda conn: queries.record_result_files(conn, assignment_id, rows, now)
+    )
     context.events.publish("results", {"id": study_id, "assignmentId": assignment_id})
     return {"success": True}
 

@@ -133,8 +133,9 @@ def split_config(
         parts, plan = _split_auto(written, wanted, merged)
         if len(parts) < wanted:
             warnings.append(
-                f"cannot split into exactly {wanted} assignments, made {len(parts)}: {plan}. Like "
-                "GOLIAT, no phantom/item grouping fits, so each item got its own assignment."
+                f"cannot split into exactly {wanted} assignments, made {len(parts)}: {plan}. No "
+                "phantom × item grouping fits, so like GOLIAT all phantoms stay together and each "
+                "item gets its own assignment."
             )
     elif strategy == "phantom":
         parts, plan = _split_phantom(written, merged)
@@ -262,9 +263,7 @@ def _split_phantom(config: dict[str, Any], merged: dict[str, Any] | None) -> tup
         parts.append(_Part(new, [("phantoms", [phantom])]))
     plan = f"one assignment per phantom ({len(phantoms)})"
     if not phantoms:
-        plan += "; no phantoms in the config as written, so no assignments" + _parent_hint(
-            config, merged, "phantoms"
-        )
+        plan += "; the config as written has no phantoms." + _parent_hint(config, merged, "phantoms")
     return parts, plan
 
 
@@ -332,9 +331,7 @@ def _split_freq_x_pol(config: dict[str, Any], merged: dict[str, Any] | None) -> 
                 step = copy.deepcopy(gridding[str(frequency)])
                 new["gridding_parameters"]["global_gridding_per_frequency"] = {str(frequency): step}
             parts.append(_Part(new, [("frequencies", [frequency]), ("polarizations", [polarization])]))
-    plan = (
-        f"{len(frequencies)} frequencies × {len(polarizations)} polarizations = {len(parts)} assignment(s)"
-    )
+    plan = f"{len(frequencies)} frequencies × {len(polarizations)} polarizations = {len(parts)} assignment(s)"
     return parts, plan
 
 
@@ -384,9 +381,7 @@ def _split_custom(
     chosen = [frequency for group in groups for frequency in group]
     missing = [f for f in available if f not in chosen]
     if missing:
-        warnings.append(
-            f"Frequencies {_sorted(set(missing))} from config are not assigned to any worker."
-        )
+        warnings.append(f"Frequencies {_sorted(set(missing))} from config are not assigned to any worker.")
     repeated = sorted(f for f, n in Counter(chosen).items() if n > 1)
     if repeated:
         warnings.append(
@@ -522,6 +517,14 @@ def _simulations(
         return None, str(exc)
 
 
+def count_simulations(
+    config: Mapping[str, Any], parents: Mapping[str, Mapping[str, Any]] | None = None
+) -> int | None:
+    """How many simulations a (written) config implies, or None when that cannot be known."""
+    simulations, _ = _simulations(config, parents)
+    return None if simulations is None else len(simulations)
+
+
 def _summary(items: list[tuple[str, Sequence[Any]]]) -> str:
     return "; ".join(f"{label}: {', '.join(str(v) for v in values)}" for label, values in items)
 
@@ -552,6 +555,8 @@ def _finish(
                 summary=_summary(part.summary),
             )
         )
+    if not assignments:
+        warnings.append(f"no assignments were made: {plan}")
     if whole is not None:
         empty = [a.index for a in assignments if a.size == 0]
         if empty:

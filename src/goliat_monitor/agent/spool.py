@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["SCHEMA_VERSION", "SpoolClosedError", "SpooledMessage", "Spool"]
+__all__ = ["SCHEMA_VERSION", "Spool", "SpoolClosedError", "SpooledMessage"]
 
 SCHEMA_VERSION = 1
 _ACK_CHUNK = 500  # ids per DELETE statement: well under SQLite's bound-variable limit
@@ -224,7 +224,10 @@ class Spool:
         return deleted
 
     def depth(self) -> int:
-        """How many messages are waiting."""
+        """How many messages are waiting: counted at open, then kept by this object (O(1)).
+
+        Writes by another process to the same file are not seen; one owner per file at a time.
+        """
         with self._lock:
             self._require()
             return self._depth

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from goliat_monitor import __version__
@@ -14,3 +16,269 @@ def main() -> None:
 
 
 # --- commands are added below, one block per command ---
+
+
+# --- serve / db: the server and its schema ---
+
+
+def _settings_options(function: Any) -> Any:
+    """One `--option` per ServerSettings field, with its description and environment variable.
+
+    Generated from the settings object so `serve --help` documents every setting, always.
+    """
+    from goliat_monitor.settings import ServerSettings
+
+    for name, info in reversed(list(ServerSettings.model_fields.items())):
+        env = f"GOLIAT_MONITOR_{name.upper()}"
+        extra = {"port": ", PORT", "database_url": ", DATABASE_URL"}.get(name, "")
+        default = info.default
+        help_text = f"{info.description} [env: {env}{extra}]"
+        if default is not None:
+            help_text += f" [default: {default}]"
+        annotation = info.annotation
+        kind: Any = str
+        if annotation in (int, float):
+            kind = annotation
+        function = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=help_text)(
+            function
+        )
+    return function
+
+
+def _server_settings(options: dict[str, Any]) -> Any:
+    """Flags override the environment, which overrides the defaults."""
+    from goliat_monitor.settings import ServerSettings
+
+    return ServerSettings(**{key: value for key, value in options.items() if value is not None})
+
+
+@main.command()
+@_settings_options
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
+def serve(log_level: str, **options: Any) -> None:
+    """Start the server: the GOLIAT-compatible API and the dashboard.
+
+    Without --database-url it keeps a SQLite database and the artifacts in --data-dir;
+    the schema is created or upgraded on start.
+    """
+    import logging
+
+    import uvicorn
+
+    from goliat_monitor.server.app import create_app
+
+    settings = _server_settings(options)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    click.echo(f"goliat-monitor {__version__} on http://{settings.host}:{settings.port}", err=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, proxy_headers=True)
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.option("--data-dir", default=None, help="Folder of the embedded SQLite database.")
+@click.option("--database-url", default=None, help="Database URL (else DATABASE_URL, else SQLite).")
+def db_upgrade(data_dir: str | None, database_url: str | None) -> None:
+    """Create or upgrade the schema to the newest revision, then exit."""
+    from goliat_monitor.db import migrate
+    from goliat_monitor.db.engine import make_engine
+
+    settings = _server_settings({"data_dir": data_dir, "database_url": database_url})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    before = migrate.current_revision(engine)
+    migrate.upgrade(engine)
+    after = migrate.current_revision(engine)
+    engine.dispose()
+    click.echo(f"schema: {before or 'empty'} -> {after}")
+
+
+# --- split: cut a campaign config into assignment configs the way GOLIAT does ---
+
+
+def _split_strategy_names() -> tuple[str, ...]:
+    """The strategy names for `--by`; the domain module is stdlib-only, so this import is cheap."""
+    from goliat_monitor.domain.splitting import STRATEGIES
+
+    return STRATEGIES
+
+
+def _split_read_json(path: object) -> object:
+    """Parse one JSON file; an unreadable file is a bad CONFIG (exit 2), not a traceback."""
+    import json
+    from pathlib import Path
+
+    file = Path(str(path))
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {file}: {exc}", param_hint="CONFIG") from exc
+
+
+def _split_read_parents(config: object, directory: object) -> dict[str, dict[str, object]]:
+    """Read the `extends` chain from files next to CONFIG, keyed by the name as written.
+
+    A missing parent is left out (the split itself works on CONFIG as written; only the
+    simulation counts need the parent); a cycle stops the walk and is reported by the merge.
+    """
+    from pathlib import Path
+
+    parents: dict[str, dict[str, object]] = {}
+    current = config
+    while isinstance(current, dict) and isinstance(current.get("extends"), str):
+        name = current["extends"]
+        if name in parents:
+            break
+        candidates = [Path(str(directory)) / name]
+        if not name.endswith(".json"):
+            candidates.append(Path(str(directory)) / f"{name}.json")
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            break
+        current = _split_read_json(found)
+        if not isinstance(current, dict):
+            break
+        parents[name] = current
+    return parents
+
+
+@main.command("split")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--by",
+    "strategy",
+    type=click.Choice(_split_strategy_names()),
+    default="auto",
+    show_default=True,
+    help="How to split, as GOLIAT's `super_study --split-by`.",
+)
+@click.option(
+    "--num-splits", type=int, default=None, help="Number of assignments for --by auto [default: 4]."
+)
+@click.option(
+    "--frequency-groups",
+    default=None,
+    help="For --by custom: ';' between groups, ',' between frequencies, e.g. '5800;2140,2450'.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print only the split configs, as a JSON list.")
+def split(
+    config_path: str, strategy: str, num_splits: int | None, frequency_groups: str | None, as_json: bool
+) -> None:
+    """Show how GOLIAT would split CONFIG into super-study assignments.
+
+    Parent configs named by `extends` are read from CONFIG's directory to count simulations;
+    the split itself uses CONFIG as written, like GOLIAT.
+    """
+    import json
+    from pathlib import Path
+
+    from goliat_monitor.domain.splitting import SplitError, split_config
+
+    config = _split_read_json(config_path)
+    if not isinstance(config, dict):
+        raise click.BadParameter(f"{config_path} must hold a JSON object", param_hint="CONFIG")
+    parents = _split_read_parents(config, Path(config_path).parent)
+    try:
+        result = split_config(
+            config,
+            strategy,
+            num_splits=num_splits,
+            frequency_groups=frequency_groups,
+            parents=parents,
+        )
+    except SplitError as exc:
+        click.echo(f"error: cannot split {config_path} by {strategy}: {exc}", err=True)
+        raise SystemExit(2) from None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.configs, indent=2))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    def count(size: int | None) -> str:
+        return "?" if size is None else str(size)
+
+    table = Table(title=f"{Path(config_path).name} split by {strategy}", caption=result.plan)
+    table.add_column("#", justify="right")
+    table.add_column("assignment")
+    table.add_column("simulations", justify="right")
+    for assignment in result.assignments:
+        table.add_row(str(assignment.index), assignment.summary, count(assignment.size))
+    table.add_section()
+    table.add_row("", f"{len(result.assignments)} assignment(s)", count(result.total_size))
+    Console().print(table)
+
+
+# --- simulate-study: a stand-in for `goliat study` (same console output, fake solver) ---
+
+
+@main.command("simulate-study")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Time factor: one simulation takes about 4 s / SPEED.",
+)
+@click.option(
+    "--fail-at",
+    type=click.Choice(["setup", "run", "extract"]),
+    default=None,
+    help="Fail in this phase (of the simulation given by --fail-simulation).",
+)
+@click.option(
+    "--exit-code",
+    type=int,
+    default=None,
+    help="Exit code of the failure (default 1; 42 = out of memory). Alone, it fails the run phase.",
+)
+@click.option(
+    "--fail-simulation",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Which simulation (1-based) --fail-at breaks.",
+)
+@click.option(
+    "--results-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Root of results/<study_type>/<phantom>/<freq>MHz/<case>/ [default: current directory].",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for timings, values, warnings.")
+def simulate_study(
+    config: str,
+    speed: float,
+    fail_at: str | None,
+    exit_code: int | None,
+    fail_simulation: int,
+    results_dir: str | None,
+    seed: int,
+) -> None:
+    """Pretend to be `goliat study CONFIG`: GOLIAT's console text and log files, fake results.
+
+    Set COLORAMA_STRIP=0 to keep GOLIAT's colours, as with the real thing.
+    """
+    from goliat_monitor.demo.simulated_study import SimulatedStudyError, run_simulated_study
+
+    try:
+        code = run_simulated_study(
+            config,
+            speed=speed,
+            fail_at=fail_at,
+            exit_code=exit_code,
+            fail_simulation=fail_simulation,
+            results_dir=results_dir,
+            seed=seed,
+        )
+    except SimulatedStudyError as exc:
+        raise click.ClickException(str(exc)) from None
+    raise SystemExit(code)

@@ -39,6 +39,9 @@ class Heartbeat(_Wire):
     gpuPercent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
     vramUsedGB: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     vramTotalGB: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    # The assignment the agent is running; the answer lists it in `stopAssignmentIds` if it
+    # should stop (cancelled, requeued or reassigned).
+    assignmentId: Annotated[str, Field(max_length=64)] | None = None
     messageId: MessageId | None = None
 
     @model_validator(mode="before")
@@ -183,6 +186,10 @@ class ClaimRequest(_Wire):
 
 class OkResponse(BaseModel):
     success: bool = True
+
+
+class HeartbeatResponse(OkResponse):
+    stopAssignmentIds: list[str] = []
 
 
 class ErrorResponse(BaseModel):

@@ -41,6 +41,7 @@ from goliat_monitor.db.tables import (
 from goliat_monitor.domain import gui_state
 from goliat_monitor.domain.gui_state import Ending, Interpretation
 from goliat_monitor.domain.models import AssignmentStatus, WorkerStatus
+from goliat_monitor.domain.progress import AssignmentTiming, estimate_study
 from goliat_monitor.domain.scheduling import (
     AssignmentView,
     FailurePolicy,
@@ -194,10 +195,11 @@ def _renew_lease(conn: Connection, worker: Mapping[str, Any], clock: Clock) -> N
         )
 
 
-def record_heartbeat(conn: Connection, beat: Mapping[str, Any], clock: Clock) -> Changes:
+def record_heartbeat(conn: Connection, beat: Mapping[str, Any], clock: Clock) -> tuple[Changes, list[str]]:
+    """Refresh a worker; returns what changed and the assignments its agent should stop."""
     changes = Changes()
     if seen_before(conn, beat["machineId"], beat.get("messageId"), clock.now):
-        return changes
+        return changes, []
     worker = resolve_worker(conn, beat["machineId"], beat.get("agentId"), clock, changes)
     values: dict[str, Any] = {"last_seen": clock.now, "updated_at": clock.now, "last_heartbeat_at": clock.now}
     previous = worker["last_heartbeat_at"]
@@ -223,7 +225,25 @@ def record_heartbeat(conn: Connection, beat: Mapping[str, Any], clock: Clock) ->
         conn.execute(insert(worker_samples).values(worker_id=worker["id"], ts=clock.now, **metrics))
     _renew_lease(conn, worker, clock)
     changes.workers.add(worker["id"])
-    return changes
+    stop = []
+    if beat.get("assignmentId") and not _holds(conn, beat["assignmentId"], worker["id"]):
+        stop.append(beat["assignmentId"])
+    return changes, stop
+
+
+def _holds(conn: Connection, assignment_id: str, worker_id: str) -> bool:
+    """Is `worker_id` still the one running `assignment_id`, without a stop request?"""
+    row = conn.execute(
+        select(assignments.c.worker_id, assignments.c.status, assignments.c.stop_requested).where(
+            assignments.c.id == assignment_id
+        )
+    ).first()
+    return (
+        row is not None
+        and row.worker_id == worker_id
+        and row.status == AssignmentStatus.RUNNING
+        and not row.stop_requested
+    )
 
 
 # -- GUI updates -------------------------------------------------------------------------------
@@ -235,6 +255,15 @@ def record_gui_update(conn: Connection, update_: Mapping[str, Any], clock: Clock
     if seen_before(conn, update_["machineId"], update_.get("messageId"), clock.now):
         return changes
     worker = resolve_worker(conn, update_["machineId"], update_.get("agentId"), clock, changes)
+    claimed_for = update_.get("assignmentId")
+    if (
+        claimed_for
+        and not _holds(conn, claimed_for, worker["id"])
+        and update_["message"].get("type") != "finished"
+    ):
+        # The assignment was handed to another worker or stopped: this sender's run is over, and
+        # its late messages must not touch the new run.
+        raise Conflict(f"Assignment {claimed_for} is no longer running on this worker; stop it")
     message = update_["message"]
     result = gui_state.interpret(message, now=clock.now, sent_at=update_.get("timestamp"))
     values: dict[str, Any] = {"last_seen": clock.now, "updated_at": clock.now, **result.changes}
@@ -427,7 +456,11 @@ def end_assignment(
         "exit_code": ending.exit_code,
         "lease_expires_at": None,
     }
-    if not ending.failed:
+    if row["stop_requested"] and ending.failed:
+        target = AssignmentStatus.CANCELLED
+        values.update(completed_at=clock.now, error_message=ending.message or "stopped on request")
+        reason = "stopped on request"
+    elif not ending.failed:
         target = AssignmentStatus.COMPLETED
         values.update(progress=100.0, completed_at=clock.now, error_message=None, eta_at=None)
         reason = ending.message or "finished"
@@ -460,6 +493,8 @@ def end_assignment(
 
 
 def _holder_text(conn: Connection, row: Mapping[str, Any]) -> str:
+    if row["status"] == AssignmentStatus.PENDING and row["reserved_for"]:
+        return f"Assignment is reserved for {row['reserved_for']}"
     if row["status"] != AssignmentStatus.RUNNING:
         return f"Assignment is {row['status']}, not PENDING"
     holder = conn.execute(
@@ -475,9 +510,14 @@ def _take(conn: Connection, row: Mapping[str, Any], worker: Mapping[str, Any], c
     """The atomic step: PENDING -> RUNNING for exactly one caller, on either database."""
     result = conn.execute(
         update(assignments)
-        .where(assignments.c.id == row["id"], assignments.c.status == AssignmentStatus.PENDING)
+        .where(
+            assignments.c.id == row["id"],
+            assignments.c.status == AssignmentStatus.PENDING,
+            or_(assignments.c.reserved_for.is_(None), assignments.c.reserved_for == worker["machine_id"]),
+        )
         .values(
             status=AssignmentStatus.RUNNING,
+            reserved_for=None,
             worker_id=worker["id"],
             machine_id=worker["machine_id"],
             attempts=assignments.c.attempts + 1,
@@ -576,10 +616,17 @@ def claim_next(conn: Connection, machine_id: str, agent_id: str | None, clock: C
         .join(super_studies, super_studies.c.id == assignments.c.super_study_id)
         .where(
             assignments.c.status == AssignmentStatus.PENDING,
+            or_(assignments.c.reserved_for.is_(None), assignments.c.reserved_for == machine_id),
             super_studies.c.deleted_at.is_(None),
             super_studies.c.cancelled_at.is_(None),
         )
-        .order_by(super_studies.c.created_at, super_studies.c.id, assignments.c.index)
+        # What a person reassigned to this machine comes first, then oldest study, lowest index.
+        .order_by(
+            assignments.c.reserved_for.is_(None),
+            super_studies.c.created_at,
+            super_studies.c.id,
+            assignments.c.index,
+        )
         .limit(8)
         .with_for_update(of=assignments, skip_locked=True)
     )
@@ -608,6 +655,8 @@ def requeue_expired_leases(conn: Connection, clock: Clock, changes: Changes) -> 
     for row in expired:
         policy = FailurePolicy(row["max_attempts"], row["retry_fatal"])
         target = after_failure(attempts=row["attempts"], policy=policy, exit_code=None, lease_lost=True)
+        if row["stop_requested"]:
+            target = AssignmentStatus.CANCELLED
         values: dict[str, Any] = {"status": target, "lease_expires_at": None, "updated_at": clock.now}
         reason = "lease expired: worker silent too long"
         values["error_message"] = reason
@@ -795,10 +844,19 @@ def require_study(conn: Connection, study_id: str) -> RowMapping:
     return row
 
 
-def get_super_study(conn: Connection, study_id: str) -> dict[str, Any]:
+def get_super_study(conn: Connection, study_id: str, *, now: float | None = None) -> dict[str, Any]:
+    """One study with its assignments, their event history and the campaign's ETA."""
     row = require_study(conn, study_id)
     summary = study_summaries(conn, [study_id])[study_id]
-    return {**_study_dict(row, summary, include_config=True), "assignments": list_assignments(conn, study_id)}
+    data = {**_study_dict(row, summary, include_config=True), "assignments": list_assignments(conn, study_id)}
+    data["events"] = study_events(conn, study_id)
+    if now is not None:
+        estimate = estimate_study(study_timings(conn, study_id), now=now)
+        data["eta"] = iso(estimate.finish_at)
+        data["etaSeconds"] = estimate.eta_seconds
+        data["simulationsPerHour"] = estimate.simulations_per_hour
+        data["remainingSimulations"] = estimate.remaining_simulations
+    return data
 
 
 def _study_dict(row: Mapping[str, Any], summary: StudySummary, *, include_config: bool) -> dict[str, Any]:
@@ -884,6 +942,7 @@ def _assignment_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "exitCode": row["exit_code"],
         "errorMessage": row["error_message"],
         "stopRequested": row["stop_requested"],
+        "reservedFor": row["reserved_for"],
         "leaseExpiresAt": iso(row["lease_expires_at"]),
         "startedAt": iso(row["started_at"]),
         "completedAt": iso(row["completed_at"]),
@@ -1180,3 +1239,249 @@ def set_worker_label(conn: Connection, worker_id: str, label: str | None, now: f
         update(workers).where(workers.c.machine_id == machine).values(machine_label=label, updated_at=now)
     )
     return Changes(workers={worker_id})
+
+
+# -- actions on super studies and assignments ---------------------------------------------------
+
+
+def _assignment_for_update(conn: Connection, assignment_id: str) -> RowMapping:
+    row = (
+        conn.execute(select(assignments).where(assignments.c.id == assignment_id).with_for_update())
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"Assignment {assignment_id} not found")
+    return row
+
+
+def _release_worker(conn: Connection, row: Mapping[str, Any], changes: Changes) -> None:
+    if row["worker_id"]:
+        conn.execute(
+            update(workers)
+            .where(workers.c.id == row["worker_id"], workers.c.current_assignment_id == row["id"])
+            .values(current_assignment_id=None)
+        )
+        changes.workers.add(row["worker_id"])
+
+
+def cancel_study(conn: Connection, study_id: str, *, actor: str, now: float) -> Changes:
+    """Cancel a study: PENDING pieces become CANCELLED, RUNNING ones are asked to stop.
+
+    A running piece becomes CANCELLED when its worker reports the stopped run (or its lease
+    lapses); one that completes in the meantime stays COMPLETED.
+    """
+    require_study(conn, study_id)
+    changes = Changes(studies={study_id})
+    conn.execute(
+        update(super_studies)
+        .where(super_studies.c.id == study_id, super_studies.c.cancelled_at.is_(None))
+        .values(cancelled_at=now, updated_at=now)
+    )
+    rows = (
+        conn.execute(
+            select(assignments)
+            .where(
+                assignments.c.super_study_id == study_id,
+                assignments.c.status.in_([AssignmentStatus.PENDING, AssignmentStatus.RUNNING]),
+            )
+            .with_for_update()
+        )
+        .mappings()
+        .all()
+    )
+    for row in rows:
+        if row["status"] == AssignmentStatus.PENDING:
+            conn.execute(
+                update(assignments)
+                .where(assignments.c.id == row["id"])
+                .values(
+                    status=AssignmentStatus.CANCELLED, reserved_for=None, completed_at=now, updated_at=now
+                )
+            )
+            _record_event(
+                conn,
+                row["id"],
+                actor=actor,
+                from_status=row["status"],
+                to_status=AssignmentStatus.CANCELLED,
+                reason="super study cancelled",
+                now=now,
+            )
+        elif not row["stop_requested"]:
+            conn.execute(
+                update(assignments)
+                .where(assignments.c.id == row["id"])
+                .values(stop_requested=True, updated_at=now)
+            )
+            _record_event(
+                conn,
+                row["id"],
+                actor=actor,
+                from_status=row["status"],
+                to_status=row["status"],
+                reason="stop requested: super study cancelled",
+                now=now,
+                worker_id=row["worker_id"],
+            )
+            if row["worker_id"]:
+                changes.workers.add(row["worker_id"])
+    return changes
+
+
+def retry_assignment(conn: Connection, assignment_id: str, *, actor: str, now: float) -> Changes:
+    """A FAILED or CANCELLED piece goes back to PENDING with a fresh attempt budget."""
+    row = _assignment_for_update(conn, assignment_id)
+    study = require_study(conn, row["super_study_id"])
+    if row["status"] not in (AssignmentStatus.FAILED, AssignmentStatus.CANCELLED):
+        raise Conflict(f"Only FAILED or CANCELLED assignments can be retried; this one is {row['status']}")
+    if study["cancelled_at"] is not None:
+        conn.execute(
+            update(super_studies)
+            .where(super_studies.c.id == study["id"])
+            .values(cancelled_at=None, updated_at=now)
+        )
+    conn.execute(
+        update(assignments)
+        .where(assignments.c.id == assignment_id)
+        .values(
+            status=AssignmentStatus.PENDING,
+            attempts=0,
+            worker_id=None,
+            progress=0.0,
+            stage=None,
+            eta_at=None,
+            exit_code=None,
+            error_message=None,
+            completed_at=None,
+            stop_requested=False,
+            updated_at=now,
+        )
+    )
+    _record_event(
+        conn,
+        assignment_id,
+        actor=actor,
+        from_status=row["status"],
+        to_status=AssignmentStatus.PENDING,
+        reason="retry requested",
+        now=now,
+    )
+    return Changes(studies={row["super_study_id"]})
+
+
+def requeue_assignment(
+    conn: Connection, assignment_id: str, *, actor: str, now: float, reserved_for: str | None = None
+) -> Changes:
+    """Take a piece back (RUNNING or PENDING) so another worker runs it; optionally for one machine.
+
+    The worker that was running it is told on its next message (409) and its agent stops the
+    study. The interrupted attempt is not counted against the piece: it was not its fault.
+    """
+    row = _assignment_for_update(conn, assignment_id)
+    if row["status"] not in (AssignmentStatus.RUNNING, AssignmentStatus.PENDING):
+        raise Conflict(f"Only RUNNING or PENDING assignments can be requeued; this one is {row['status']}")
+    changes = Changes(studies={row["super_study_id"]})
+    _release_worker(conn, row, changes)
+    attempts = max(0, row["attempts"] - 1) if row["status"] == AssignmentStatus.RUNNING else row["attempts"]
+    conn.execute(
+        update(assignments)
+        .where(assignments.c.id == assignment_id)
+        .values(
+            status=AssignmentStatus.PENDING,
+            attempts=attempts,
+            worker_id=None,
+            progress=0.0,
+            stage=None,
+            eta_at=None,
+            lease_expires_at=None,
+            stop_requested=False,
+            reserved_for=reserved_for,
+            updated_at=now,
+        )
+    )
+    reason = f"reassigned to {reserved_for}" if reserved_for else "requeued by request"
+    _record_event(
+        conn,
+        assignment_id,
+        actor=actor,
+        from_status=row["status"],
+        to_status=AssignmentStatus.PENDING,
+        reason=reason,
+        now=now,
+        worker_id=row["worker_id"],
+    )
+    return changes
+
+
+def study_events(conn: Connection, study_id: str) -> list[dict[str, Any]]:
+    ids = list(
+        conn.execute(select(assignments.c.id).where(assignments.c.super_study_id == study_id)).scalars()
+    )
+    return assignment_events_for(conn, ids) if ids else []
+
+
+def study_timings(conn: Connection, study_id: str) -> list[AssignmentTiming]:
+    rows = conn.execute(
+        select(
+            assignments.c.status,
+            assignments.c.size,
+            assignments.c.progress,
+            assignments.c.started_at,
+            assignments.c.eta_at,
+        ).where(assignments.c.super_study_id == study_id)
+    ).all()
+    return [AssignmentTiming(r.status, r.size, r.progress, r.started_at, r.eta_at) for r in rows]
+
+
+# -- live pages: reads for server/pages.py and server/stream.py ---------------------------------
+
+
+def workers_by_ids(conn: Connection, worker_ids: Iterable[str], clock: Clock) -> list[dict[str, Any]]:
+    """The read-API dicts of a few workers (stale sessions included), for live pushes.
+
+    The stream re-reads only the workers that changed, so 100 busy workers cost one small query
+    per push instead of a full `list_workers`.
+    """
+    ids = list(worker_ids)
+    if not ids:
+        return []
+    rows = conn.execute(select(workers).where(workers.c.id.in_(ids))).mappings().all()
+    return [_worker_dict(row, clock) for row in rows]
+
+
+def max_log_line_id(conn: Connection) -> int:
+    """The newest log row id: where a page's live log tail starts (a primary-key lookup)."""
+    return int(conn.execute(select(func.max(log_lines.c.id))).scalar_one() or 0)
+
+
+def log_lines_after(conn: Connection, after_id: int, limit: int = 5000) -> list[dict[str, Any]]:
+    """Log rows stored after row `after_id`, in insertion order, for every worker.
+
+    Reads a primary-key range, never a worker's whole index: cheap however long a worker's
+    history is. Lines carry the same `cursor` as `log_page`, so pages can sort them in.
+    """
+    rows = conn.execute(
+        select(
+            log_lines.c.id,
+            log_lines.c.worker_id,
+            log_lines.c.ord,
+            log_lines.c.ts,
+            log_lines.c.log_type,
+            log_lines.c.message,
+        )
+        .where(log_lines.c.id > after_id)
+        .order_by(log_lines.c.id)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "rowId": r.id,
+            "workerId": r.worker_id,
+            "message": r.message,
+            "logType": r.log_type,
+            "timestamp": iso(r.ts),
+            "cursor": f"{r.ord}.{r.id}",
+        }
+        for r in rows
+    ]

@@ -196,6 +196,8 @@ assignments = Table(
     Column("error_message", Text),
     Column("lease_expires_at", Float),
     Column("stop_requested", Boolean, nullable=False, server_default=text("false")),
+    # Set by "reassign": only this machine may claim the assignment next.
+    Column("reserved_for", String(255)),
     Column("started_at", Float),
     Column("completed_at", Float),
     Column("created_at", Float, nullable=False),

@@ -8,7 +8,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import RowMapping
@@ -16,7 +16,8 @@ from sqlalchemy import RowMapping
 from goliat_monitor.blobs import LocalDirStore
 from goliat_monitor.db import queries
 from goliat_monitor.domain.results_tree import build_tree
-from goliat_monitor.errors import NotFound
+from goliat_monitor.domain.splitting import STRATEGIES, SplitError, count_simulations, split_config
+from goliat_monitor.errors import BadRequest, NotFound
 from goliat_monitor.protocol import OkResponse
 from goliat_monitor.server.auth import require_admin
 from goliat_monitor.server.context import ServerContext, get_context
@@ -46,13 +47,26 @@ class NewSuperStudy(BaseModel):
     replace: bool = False
 
 
+def _size_of(config: dict[str, Any], parents: dict[str, dict[str, Any]]) -> int:
+    """Simulations in one piece, so progress is weighted by work; GOLIAT sends no sizes.
+
+    GOLIAT does not upload the parent config either; the split keys (phantoms, frequencies, ...)
+    live in the config itself, so counting it without its parent is right in practice.
+    """
+    size = count_simulations(config, parents)
+    if size is None and "extends" in config:
+        size = count_simulations({key: value for key, value in config.items() if key != "extends"})
+    return size or 1
+
+
 @router.post("/super-studies", dependencies=[Depends(require_admin)])
 async def create_super_study(
     body: NewSuperStudy, context: ServerContext = Depends(get_context)
 ) -> dict[str, Any]:
     """Create a study from configs split by the client. Answers 200 (GOLIAT treats 201 as failure)."""
     configs = [a.splitConfig for a in body.assignments]
-    sizes = [a.size or 1 for a in body.assignments]
+    parents = body.parentConfigs or {}
+    sizes = [a.size or _size_of(a.splitConfig, parents) for a in body.assignments]
     now = context.now()
 
     def create(conn: Any) -> dict[str, Any]:
@@ -70,7 +84,7 @@ async def create_super_study(
             replace=body.replace,
             now=now,
         )
-        return queries.get_super_study(conn, study_id)
+        return queries.get_super_study(conn, study_id, now=now)
 
     study = await context.db.write(create)
     context.events.publish("study", {"id": study["id"]})
@@ -87,7 +101,9 @@ async def list_super_studies(
 
 @router.get("/super-studies/{study_id}")
 async def get_super_study(study_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
-    return await context.db.read(lambda conn: queries.get_super_study(conn, study_id))
+    """The study with its assignments, their event history, and the campaign ETA."""
+    now = context.now()
+    return await context.db.read(lambda conn: queries.get_super_study(conn, study_id, now=now))
 
 
 @router.delete("/super-studies/{study_id}", response_model=OkResponse, dependencies=[Depends(require_admin)])
@@ -264,3 +280,116 @@ async def assignment_results_download(
 ) -> StreamingResponse:
     rows = await context.db.read(lambda conn: queries.result_file_rows(conn, assignment_id=assignment_id))
     return _zip_response(context.blobs, rows, f"assignment-{assignment_id}-results.zip")
+
+
+# -- splitting on the server (the browser's create flow) ---------------------------------------
+
+
+class SplitRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    config: dict[str, Any]
+    parentConfigs: dict[str, dict[str, Any]] | None = None
+    strategy: Annotated[str, Field(max_length=32)] = "auto"
+    numSplits: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    frequencyGroups: Annotated[str, Field(max_length=10_000)] | None = None
+
+
+@router.post("/super-studies/split")
+async def split_preview(body: SplitRequest) -> dict[str, Any]:
+    """Split a GOLIAT config exactly as `goliat super_study` would, without creating anything.
+
+    The answer's `assignments` can be posted back to `POST /api/super-studies` as they are.
+    """
+    if body.strategy not in STRATEGIES:
+        raise BadRequest(f"Unknown strategy {body.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    try:
+        result = split_config(
+            body.config,
+            body.strategy,
+            num_splits=body.numSplits,
+            frequency_groups=body.frequencyGroups,
+            parents=body.parentConfigs or {},
+        )
+    except SplitError as exc:
+        raise BadRequest(str(exc)) from exc
+    return {
+        "strategy": result.strategy,
+        "plan": result.plan,
+        "warnings": result.warnings,
+        "totalSimulations": result.total_size,
+        "assignments": [
+            {
+                "index": a.index,
+                "summary": a.summary,
+                "size": a.size,
+                "splitConfig": a.config,
+                "status": "PENDING",
+            }
+            for a in result.assignments
+        ],
+    }
+
+
+# -- actions -----------------------------------------------------------------------------------
+
+
+class ReassignRequest(BaseModel):
+    machineId: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+def _actor(request: Request) -> str:
+    return f"api ({request.client.host if request.client else 'unknown'})"
+
+
+@router.post("/super-studies/{study_id}/cancel", dependencies=[Depends(require_admin)])
+async def cancel_super_study(
+    study_id: str, request: Request, context: ServerContext = Depends(get_context)
+) -> dict[str, Any]:
+    """Cancel: pending pieces are CANCELLED, running ones are told to stop by their agents' next poll."""
+    now, actor = context.now(), _actor(request)
+    changes = await context.db.write(lambda conn: queries.cancel_study(conn, study_id, actor=actor, now=now))
+    context.publish(changes)
+    return await get_super_study(study_id, context)
+
+
+async def _assignment_action(context: ServerContext, action: Any) -> dict[str, Any]:
+    changes = await context.db.write(action)
+    context.publish(changes)
+    study_id = next(iter(changes.studies))
+    return await get_super_study(study_id, context)
+
+
+@router.post("/assignments/{assignment_id}/retry", dependencies=[Depends(require_admin)])
+async def retry_assignment(
+    assignment_id: str, request: Request, context: ServerContext = Depends(get_context)
+) -> dict[str, Any]:
+    """A FAILED or CANCELLED assignment goes back to PENDING with a fresh attempt budget."""
+    now, actor = context.now(), _actor(request)
+    return await _assignment_action(
+        context, lambda conn: queries.retry_assignment(conn, assignment_id, actor=actor, now=now)
+    )
+
+
+@router.post("/assignments/{assignment_id}/requeue", dependencies=[Depends(require_admin)])
+async def requeue_assignment(
+    assignment_id: str, request: Request, context: ServerContext = Depends(get_context)
+) -> dict[str, Any]:
+    """Take a RUNNING assignment away from its worker (which is told to stop) and queue it again."""
+    now, actor = context.now(), _actor(request)
+    return await _assignment_action(
+        context, lambda conn: queries.requeue_assignment(conn, assignment_id, actor=actor, now=now)
+    )
+
+
+@router.post("/assignments/{assignment_id}/reassign", dependencies=[Depends(require_admin)])
+async def reassign_assignment(
+    assignment_id: str, body: ReassignRequest, request: Request, context: ServerContext = Depends(get_context)
+) -> dict[str, Any]:
+    """Queue the assignment for one named machine: only it may claim it next."""
+    now, actor = context.now(), _actor(request)
+    return await _assignment_action(
+        context,
+        lambda conn: queries.requeue_assignment(
+            conn, assignment_id, actor=actor, now=now, reserved_for=body.machineId
+        ),
+    )

@@ -15,7 +15,14 @@ from goliat_monitor.blobs import StoredBlob
 from goliat_monitor.db import queries
 from goliat_monitor.domain.paths import check_filename, check_relative_path, check_tab_name
 from goliat_monitor.errors import BadRequest, TooLarge
-from goliat_monitor.protocol import ClaimRequest, GuiUpdate, Heartbeat, MachineId, OkResponse
+from goliat_monitor.protocol import (
+    ClaimRequest,
+    GuiUpdate,
+    Heartbeat,
+    HeartbeatResponse,
+    MachineId,
+    OkResponse,
+)
 from goliat_monitor.server.auth import require_worker
 from goliat_monitor.server.context import ServerContext, get_context
 from goliat_monitor.server.uploads import (
@@ -66,16 +73,16 @@ MULTIPART_SCREENSHOTS = {
 }
 
 
-@router.post("/heartbeat", response_model=OkResponse)
+@router.post("/heartbeat", response_model=HeartbeatResponse)
 async def heartbeat(beat: Heartbeat, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """Register or refresh a worker; carries system info and, from the agent, utilisation figures."""
     clock = context.clock()
     data = beat.model_dump()
-    changes = await context.db.write(
+    changes, stop = await context.db.write(
         lambda conn: queries.record_heartbeat(conn, data, clock), key=beat.machineId
     )
     context.publish(changes)
-    return {"success": True}
+    return {"success": True, "stopAssignmentIds": stop}
 
 
 @router.post("/gui-update", response_model=OkResponse)

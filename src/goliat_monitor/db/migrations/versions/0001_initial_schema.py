@@ -114,6 +114,7 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("lease_expires_at", sa.Float(), nullable=True),
         sa.Column("stop_requested", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
+        sa.Column("reserved_for", sa.String(length=255), nullable=True),
         sa.Column("started_at", sa.Float(), nullable=True),
         sa.Column("completed_at", sa.Float(), nullable=True),
         sa.Column("created_at", sa.Float(), nullable=False),

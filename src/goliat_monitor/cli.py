@@ -282,3 +282,122 @@ def simulate_study(
     except SimulatedStudyError as exc:
         raise click.ClickException(str(exc)) from None
     raise SystemExit(code)
+
+
+# --- super-study: create a super study from a config, as `goliat super_study` does ---
+
+
+@main.group("super-study")
+def super_study() -> None:
+    """Create and inspect super studies on a server."""
+
+
+@super_study.command("create")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="Study name; GOLIAT's workers look studies up by it.")
+@click.option("--description", default="", help="Free text shown on the dashboard.")
+@click.option(
+    "--split-by",
+    "strategy",
+    type=click.Choice(_split_strategy_names()),
+    default="auto",
+    show_default=True,
+    help="How to split, as GOLIAT's `super_study --split-by`.",
+)
+@click.option(
+    "--num-splits", type=int, default=None, help="Number of assignments for --split-by auto [default: 4]."
+)
+@click.option("--frequency-groups", default=None, help="For --split-by custom, e.g. '5800;2140,2450'.")
+@click.option(
+    "--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True, help="Attempts per piece."
+)
+@click.option("--retry-fatal", is_flag=True, help="Also retry pieces that failed with a fatal error.")
+@click.option("--replace", is_flag=True, help="Replace a live study of the same name instead of refusing.")
+@click.option(
+    "--server",
+    envvar="GOLIAT_MONITORING_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="Server URL [env: GOLIAT_MONITORING_URL].",
+)
+@click.option(
+    "--token",
+    envvar="GOLIAT_MONITOR_ADMIN_TOKEN",
+    default=None,
+    help="Admin token [env: GOLIAT_MONITOR_ADMIN_TOKEN].",
+)
+def super_study_create(
+    config_path: str,
+    name: str,
+    description: str,
+    strategy: str,
+    num_splits: int | None,
+    frequency_groups: str | None,
+    max_attempts: int,
+    retry_fatal: bool,
+    replace: bool,
+    server: str,
+    token: str | None,
+) -> None:
+    """Split CONFIG locally and upload it through the same call GOLIAT makes.
+
+    Parent configs named by `extends` are read from CONFIG's folder and stored with the study,
+    so agents can resolve them on the workers.
+    """
+    from pathlib import Path
+
+    import httpx
+
+    from goliat_monitor.domain.splitting import SplitError, split_config
+
+    config = _split_read_json(config_path)
+    if not isinstance(config, dict):
+        raise click.BadParameter(f"{config_path} must hold a JSON object", param_hint="CONFIG")
+    parents = _split_read_parents(config, Path(config_path).parent)
+    try:
+        result = split_config(
+            config,
+            strategy,
+            num_splits=num_splits,
+            frequency_groups=frequency_groups,
+            parents=parents,  # type: ignore[arg-type]
+        )
+    except SplitError as exc:
+        click.echo(f"error: cannot split {config_path} by {strategy}: {exc}", err=True)
+        raise SystemExit(2) from None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    body = {
+        "name": name,
+        "description": description,
+        "baseConfig": config,
+        "parentConfigs": parents,
+        "splitStrategy": strategy,
+        "maxAttempts": max_attempts,
+        "retryFatal": retry_fatal,
+        "replace": replace,
+        "assignments": [
+            {"splitConfig": a.config, "status": "PENDING", **({"size": a.size} if a.size else {})}
+            for a in result.assignments
+        ],
+    }
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.post(
+            f"{server.rstrip('/')}/api/super-studies", json=body, headers=headers, timeout=60
+        )
+    except httpx.HTTPError as exc:
+        click.echo(f"error: cannot reach {server}: {exc}", err=True)
+        raise SystemExit(1) from None
+    if response.status_code != 200:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        click.echo(f"error: the server refused ({response.status_code}): {message}", err=True)
+        raise SystemExit(1)
+    study = response.json()
+    click.echo(
+        f"created super study {study['name']!r} ({study['id']}) with {study['totalAssignments']} assignments"
+    )
+    click.echo(f"workers: goliat worker <index> {study['name']}  or  goliat-monitor agent --server {server}")

@@ -159,3 +159,47 @@ def test_progress_samples_are_thinned_to_the_sample_interval(server: LiveServer)
     worker = only_worker(server.client)
     samples = server.client.get(f"/api/workers/{worker['id']}/samples").json()
     assert len(samples) == 1
+
+
+def test_a_bridge_heartbeating_every_30_s_does_not_flicker_offline(server: LiveServer) -> None:
+    for _ in range(4):
+        heartbeat(server.client)
+        for _ in range(6):  # look at the dashboard every 5 s between heartbeats
+            server.clock.advance(5)
+            assert only_worker(server.client)["status"] == "IDLE"
+    server.clock.advance(60)
+    assert only_worker(server.client)["status"] == "OFFLINE"
+
+
+def test_an_agent_heartbeating_every_5_s_is_offline_after_30_s(server: LiveServer) -> None:
+    for _ in range(3):
+        heartbeat(server.client)
+        server.clock.advance(5)
+    server.clock.advance(server.settings.offline_after_s - 5 + 1)
+    assert only_worker(server.client)["status"] == "OFFLINE"
+
+
+def test_openapi_schema_lists_every_route(server: LiveServer) -> None:
+    schema = server.client.get("/openapi.json").json()
+    paths = set(schema["paths"])
+    for path in [
+        "/api/heartbeat",
+        "/api/gui-update",
+        "/api/gui-screenshots",
+        "/api/super-studies",
+        "/api/super-studies/{study_id}",
+        "/api/super-studies/{study_id}/assignments",
+        "/api/assignments/{assignment_id}/claim",
+        "/api/assignments/{assignment_id}/results",
+        "/api/assignment",
+        "/api/workers",
+        "/api/workers/{worker_id}",
+        "/api/workers/{worker_id}/logs",
+        "/api/health",
+        "/api/super-studies/{study_id}/results/list",
+        "/api/super-studies/{study_id}/results/file",
+        "/api/super-studies/{study_id}/results/download",
+        "/api/assignments/{assignment_id}/results/download",
+    ]:
+        assert path in paths, path
+    assert "LogBatch" in schema["components"]["schemas"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +35,14 @@ class EventBroker:
     _subscribers: set[Subscription] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _recent: list[Event] = field(default_factory=list)
+    forwarders: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
+    """Called for every event published here (not for ones relayed from other replicas)."""
 
-    def publish(self, kind: str, data: dict[str, Any]) -> Event:
+    def publish(self, kind: str, data: dict[str, Any], *, relayed: bool = False) -> Event:
         event = Event(next(self._ids), kind, data)
+        if not relayed:
+            for forward in self.forwarders:
+                forward(kind, data)
         self._recent.append(event)
         if len(self._recent) > self.history:
             del self._recent[: len(self._recent) - self.history]

@@ -12,6 +12,7 @@ import random
 
 from goliat_monitor.db import queries
 from goliat_monitor.server.context import ServerContext
+from goliat_monitor.server.fanout import Fanout, conninfo
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,13 @@ MESSAGE_ID_TTL_S = 24 * 3600.0
 
 
 def start(context: ServerContext) -> list[asyncio.Task[None]]:
-    return [asyncio.create_task(_every(LEASE_CHECK_S, lambda: expire_leases(context)), name="lease-expiry")]
+    tasks = [asyncio.create_task(_every(LEASE_CHECK_S, lambda: expire_leases(context)), name="lease-expiry")]
+    if not context.db.is_sqlite:
+        fanout = Fanout(conninfo(context.db.engine.url), context.events)
+        context.events.forwarders.append(fanout.forward)
+        tasks.append(asyncio.create_task(fanout.run_sender(), name="fanout-sender"))
+        tasks.append(asyncio.create_task(fanout.run_listener(), name="fanout-listener"))
+    return tasks
 
 
 async def expire_leases(context: ServerContext) -> int:

@@ -1,0 +1,51 @@
+"""Several server replicas share one PostgreSQL database: state and live events reach all of them."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from goliat_monitor.settings import ServerSettings
+from tests.api.helpers import create_study, gui
+from tests.conftest import start_server
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_two_replicas_share_state_and_events(backend: str, tmp_path) -> None:
+    shared = tmp_path / "artifacts-shared"
+    url_a, _app_a, stop_a = start_server(ServerSettings(data_dir=shared, database_url=backend))
+    url_b, app_b, stop_b = start_server(ServerSettings(data_dir=shared, database_url=backend))
+    try:
+        with httpx.Client(base_url=url_a) as a, httpx.Client(base_url=url_b) as b:
+            time.sleep(0.5)  # both listeners are up
+            study = create_study(a, count=2)
+            claimed = b.post(
+                f"/api/assignments/{study['assignments'][0]['id']}/claim", json={"machineId": "m1"}
+            )
+            assert claimed.status_code == 200
+            assert (
+                a.post(
+                    f"/api/assignments/{study['assignments'][0]['id']}/claim", json={"machineId": "m2"}
+                ).status_code
+                == 409
+            )
+            assert (
+                gui(a, {"type": "overall_progress", "current": 1, "total": 2}, machine="m1").status_code
+                == 200
+            )
+            worker_id = b.get("/api/workers").json()[0]["id"]
+            events_b = app_b.state.context.events
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                relayed = [
+                    e for e in events_b.since(0) or [] if e.kind == "worker" and e.data.get("id") == worker_id
+                ]
+                if relayed:
+                    break
+                time.sleep(0.05)
+            assert relayed, "replica B never heard of the worker update made through replica A"
+    finally:
+        stop_a()
+        stop_b()

@@ -110,7 +110,7 @@ def forget_old_message_ids(conn: Connection, older_than: float) -> int:
 # -- worker sessions ---------------------------------------------------------------------------
 
 
-def _is_online(row: Mapping[str, Any], clock: Clock) -> bool:
+def _is_online(row: Mapping[Any, Any], clock: Clock) -> bool:
     return gui_state.is_online(
         last_seen=row["last_seen"],
         now=clock.now,
@@ -182,7 +182,7 @@ def resolve_worker(
     return conn.execute(select(workers).where(workers.c.id == worker_id)).mappings().one()
 
 
-def _renew_lease(conn: Connection, worker: Mapping[str, Any], clock: Clock) -> None:
+def _renew_lease(conn: Connection, worker: Mapping[Any, Any], clock: Clock) -> None:
     if worker["current_assignment_id"]:
         conn.execute(
             update(assignments)
@@ -195,7 +195,7 @@ def _renew_lease(conn: Connection, worker: Mapping[str, Any], clock: Clock) -> N
         )
 
 
-def record_heartbeat(conn: Connection, beat: Mapping[str, Any], clock: Clock) -> tuple[Changes, list[str]]:
+def record_heartbeat(conn: Connection, beat: Mapping[Any, Any], clock: Clock) -> tuple[Changes, list[str]]:
     """Refresh a worker; returns what changed and the assignments its agent should stop."""
     changes = Changes()
     if seen_before(conn, beat["machineId"], beat.get("messageId"), clock.now):
@@ -249,7 +249,7 @@ def _holds(conn: Connection, assignment_id: str, worker_id: str) -> bool:
 # -- GUI updates -------------------------------------------------------------------------------
 
 
-def record_gui_update(conn: Connection, update_: Mapping[str, Any], clock: Clock) -> Changes:
+def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock) -> Changes:
     """Apply one `POST /api/gui-update` body (already validated, as a dict)."""
     changes = Changes()
     if seen_before(conn, update_["machineId"], update_.get("messageId"), clock.now):
@@ -313,7 +313,7 @@ def record_gui_update(conn: Connection, update_: Mapping[str, Any], clock: Clock
 
 def _store_logs(
     conn: Connection,
-    worker: Mapping[str, Any],
+    worker: Mapping[Any, Any],
     result: Interpretation,
     values: dict[str, Any],
     clock: Clock,
@@ -358,7 +358,7 @@ def _store_logs(
 
 
 def _maybe_sample(
-    conn: Connection, worker: Mapping[str, Any], values: Mapping[str, Any], clock: Clock
+    conn: Connection, worker: Mapping[Any, Any], values: Mapping[Any, Any], clock: Clock
 ) -> None:
     last = worker["last_sample_at"]
     if last is not None and clock.now - last < clock.sample_interval_s:
@@ -377,7 +377,7 @@ def _maybe_sample(
 
 
 def _update_assignment_progress(
-    conn: Connection, assignment_id: str, worker_id: str, values: Mapping[str, Any], clock: Clock
+    conn: Connection, assignment_id: str, worker_id: str, values: Mapping[Any, Any], clock: Clock
 ) -> str | None:
     changes: dict[str, Any] = {}
     if "progress" in values:
@@ -492,7 +492,7 @@ def end_assignment(
 # -- claiming ----------------------------------------------------------------------------------
 
 
-def _holder_text(conn: Connection, row: Mapping[str, Any]) -> str:
+def _holder_text(conn: Connection, row: Mapping[Any, Any]) -> str:
     if row["status"] == AssignmentStatus.PENDING and row["reserved_for"]:
         return f"Assignment is reserved for {row['reserved_for']}"
     if row["status"] != AssignmentStatus.RUNNING:
@@ -506,7 +506,7 @@ def _holder_text(conn: Connection, row: Mapping[str, Any]) -> str:
     return f"Assignment is already claimed by {holder.machine_id}{name}"
 
 
-def _take(conn: Connection, row: Mapping[str, Any], worker: Mapping[str, Any], clock: Clock) -> bool:
+def _take(conn: Connection, row: Mapping[Any, Any], worker: Mapping[Any, Any], clock: Clock) -> bool:
     """The atomic step: PENDING -> RUNNING for exactly one caller, on either database."""
     result = conn.execute(
         update(assignments)
@@ -705,9 +705,9 @@ def create_super_study(
     name: str,
     description: str | None,
     base_config: Any,
-    split_configs: Sequence[Mapping[str, Any]],
+    split_configs: Sequence[Mapping[Any, Any]],
     sizes: Sequence[int] | None = None,
-    parent_configs: Mapping[str, Any] | None = None,
+    parent_configs: Mapping[Any, Any] | None = None,
     split_strategy: str | None = None,
     max_attempts: int = 3,
     retry_fatal: bool = False,
@@ -859,7 +859,7 @@ def get_super_study(conn: Connection, study_id: str, *, now: float | None = None
     return data
 
 
-def _study_dict(row: Mapping[str, Any], summary: StudySummary, *, include_config: bool) -> dict[str, Any]:
+def _study_dict(row: Mapping[Any, Any], summary: StudySummary, *, include_config: bool) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": row["id"],
         "name": row["name"],
@@ -923,7 +923,7 @@ def assignment_dict(conn: Connection, assignment_id: str) -> dict[str, Any]:
     return data
 
 
-def _assignment_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+def _assignment_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "superStudyId": row["super_study_id"],
@@ -985,7 +985,7 @@ def assignment_study_id(conn: Connection, assignment_id: str) -> str:
 
 
 def record_result_files(
-    conn: Connection, assignment_id: str, files: Sequence[Mapping[str, Any]], now: float
+    conn: Connection, assignment_id: str, files: Sequence[Mapping[Any, Any]], now: float
 ) -> str:
     """Index stored files; uploading the same (relativePath, name) again replaces the row."""
     study_id = assignment_study_id(conn, assignment_id)
@@ -1024,7 +1024,7 @@ def result_file_rows(
 
 
 def record_screenshots(
-    conn: Connection, machine_id: str, agent_id: str | None, shots: Sequence[Mapping[str, Any]], clock: Clock
+    conn: Connection, machine_id: str, agent_id: str | None, shots: Sequence[Mapping[Any, Any]], clock: Clock
 ) -> Changes:
     changes = Changes()
     worker = resolve_worker(conn, machine_id, agent_id, clock, changes)
@@ -1063,7 +1063,7 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _worker_dict(row: Mapping[str, Any], clock: Clock) -> dict[str, Any]:
+def _worker_dict(row: Mapping[Any, Any], clock: Clock) -> dict[str, Any]:
     online = _is_online(row, clock)
     status = row["status"] if online and not row["is_stale"] else WorkerStatus.OFFLINE
     has_state = (
@@ -1183,7 +1183,7 @@ def log_page(
         query = query.where(func.lower(log_lines.c.message).like(f"%{escaped.lower()}%", escape="\\"))
     rows = conn.execute(query.order_by(log_lines.c.ord.desc(), log_lines.c.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
-    rows = rows[:limit]
+    rows = list(rows[:limit])
     rows.reverse()
     return {
         "logs": [
@@ -1255,7 +1255,7 @@ def _assignment_for_update(conn: Connection, assignment_id: str) -> RowMapping:
     return row
 
 
-def _release_worker(conn: Connection, row: Mapping[str, Any], changes: Changes) -> None:
+def _release_worker(conn: Connection, row: Mapping[Any, Any], changes: Changes) -> None:
     if row["worker_id"]:
         conn.execute(
             update(workers)
@@ -1455,12 +1455,18 @@ def max_log_line_id(conn: Connection) -> int:
     return int(conn.execute(select(func.max(log_lines.c.id))).scalar_one() or 0)
 
 
-def log_lines_after(conn: Connection, after_id: int, limit: int = 5000) -> list[dict[str, Any]]:
-    """Log rows stored after row `after_id`, in insertion order, for every worker.
+def log_lines_after(
+    conn: Connection, after_id: int, limit: int = 5000, *, also_ids: Sequence[int] = ()
+) -> list[dict[str, Any]]:
+    """Log rows stored after row `after_id` (plus rows `also_ids`), in id order, for every worker.
 
     Reads a primary-key range, never a worker's whole index: cheap however long a worker's
-    history is. Lines carry the same `cursor` as `log_page`, so pages can sort them in.
+    history is. `also_ids` re-asks for ids skipped earlier, which on PostgreSQL may commit after
+    higher ones. Lines carry the same `cursor` as `log_page`, so pages can sort them in.
     """
+    condition = log_lines.c.id > after_id
+    if also_ids:
+        condition = or_(condition, log_lines.c.id.in_(list(also_ids)))
     rows = conn.execute(
         select(
             log_lines.c.id,
@@ -1470,7 +1476,7 @@ def log_lines_after(conn: Connection, after_id: int, limit: int = 5000) -> list[
             log_lines.c.log_type,
             log_lines.c.message,
         )
-        .where(log_lines.c.id > after_id)
+        .where(condition)
         .order_by(log_lines.c.id)
         .limit(limit)
     ).all()

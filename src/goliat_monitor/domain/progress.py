@@ -48,7 +48,9 @@ def estimate_study(assignments: Iterable[AssignmentTiming], *, now: float) -> St
         if item.started_at is not None:
             first_start = item.started_at if first_start is None else min(first_start, item.started_at)
         if item.status == AssignmentStatus.RUNNING and item.eta_at is not None:
-            latest_running_eta = item.eta_at if latest_running_eta is None else max(latest_running_eta, item.eta_at)
+            latest_running_eta = (
+                item.eta_at if latest_running_eta is None else max(latest_running_eta, item.eta_at)
+            )
     if remaining <= 0:
         return StudyEta(0.0 if items else None, now if items else None, None, 0.0)
     rate = None

@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 import psycopg
+from sqlalchemy.engine import URL
 
 from goliat_monitor.events import EventBroker
 
@@ -25,11 +26,9 @@ FLUSH_S = 0.05
 MAX_PAYLOAD = 7000  # PostgreSQL's limit is 8000 bytes per notification
 
 
-def conninfo(sqlalchemy_url: Any) -> str:
+def conninfo(sqlalchemy_url: URL) -> str:
     """A libpq URL from the SQLAlchemy one (drop the `+psycopg` driver suffix)."""
-    return sqlalchemy_url.render_as_string(hide_password=False).replace(
-        "postgresql+psycopg://", "postgresql://", 1
-    )
+    return sqlalchemy_url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Fanout:

@@ -165,8 +165,12 @@ class Database:
         outcomes: list[tuple[_Write, bool, Any]] = []
         try:
             with conn.begin():
+                # Savepoints through the driver's cursor: SQLAlchemy's own cost ~200 µs each.
+                dbapi = conn.connection.driver_connection
+                assert dbapi is not None
+                cursor = dbapi.cursor()
                 for item in group:
-                    outcomes.append((item, *self._run_in_savepoint(conn, item)))
+                    outcomes.append((item, *self._run_in_savepoint(conn, cursor, item)))
         except Exception as exc:  # the commit itself failed: nothing in the group was stored
             log.exception("write group of %d failed to commit", len(group))
             if conn.invalidated:
@@ -182,17 +186,18 @@ class Database:
                 item.future.set_exception(value)
 
     @staticmethod
-    def _run_in_savepoint(conn: Connection, item: _Write) -> tuple[bool, Any]:
+    def _run_in_savepoint(conn: Connection, cursor: Any, item: _Write) -> tuple[bool, Any]:
         for attempt in range(RETRIES):
-            savepoint = conn.begin_nested()
+            cursor.execute("SAVEPOINT gm_write")
             try:
                 value = item.fn(conn)
             except Exception as exc:
-                savepoint.rollback()
+                cursor.execute("ROLLBACK TO SAVEPOINT gm_write")
+                cursor.execute("RELEASE SAVEPOINT gm_write")
                 if _is_retryable(exc) and attempt < RETRIES - 1:
                     continue
                 return False, exc
-            savepoint.commit()
+            cursor.execute("RELEASE SAVEPOINT gm_write")
             return True, value
         raise AssertionError("unreachable")
 

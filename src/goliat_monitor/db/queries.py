@@ -18,7 +18,6 @@ from sqlalchemy import (
     RowMapping,
     and_,
     delete,
-    exists,
     func,
     insert,
     or_,
@@ -26,6 +25,7 @@ from sqlalchemy import (
     update,
 )
 
+from goliat_monitor.db.raw import Raw, update_sql
 from goliat_monitor.db.tables import (
     assignment_events,
     assignments,
@@ -88,16 +88,16 @@ def seen_before(conn: Connection, machine_id: str, message_id: str | None, now: 
     """Record `message_id`; True when it was already recorded (a redelivery to ignore)."""
     if not message_id:
         return False
-    found = conn.execute(
-        select(received_messages.c.message_id).where(
-            received_messages.c.machine_id == machine_id,
-            received_messages.c.message_id == message_id,
-        )
-    ).first()
+    raw = Raw(conn)
+    params = {"machine_id": machine_id, "message_id": message_id, "now": now}
+    found = raw.scalar(
+        "SELECT 1 FROM received_messages WHERE machine_id = :machine_id AND message_id = :message_id", params
+    )
     if found:
         return True
-    conn.execute(
-        insert(received_messages).values(machine_id=machine_id, message_id=message_id, received_at=now)
+    raw.run(
+        "INSERT INTO received_messages (machine_id, message_id, received_at) VALUES (:machine_id, :message_id, :now)",
+        params,
     )
     return False
 
@@ -121,21 +121,18 @@ def _is_online(row: Mapping[Any, Any], clock: Clock) -> bool:
 
 def resolve_worker(
     conn: Connection, machine_id: str, agent_id: str | None, clock: Clock, changes: Changes
-) -> RowMapping:
+) -> dict[str, Any]:
     """The live session of a machine (and agent), creating a new one when needed.
 
     A machine that comes back after being offline gets a new session (a new worker id, fresh GUI
     state); its RUNNING assignments follow it, so the assignment it was running is not orphaned.
     """
     agent = agent_id or ""
-    row = (
-        conn.execute(
-            select(workers)
-            .where(workers.c.machine_id == machine_id, workers.c.agent_id == agent, ~workers.c.is_stale)
-            .with_for_update()
-        )
-        .mappings()
-        .first()
+    raw = Raw(conn)
+    row = raw.one(
+        "SELECT * FROM workers WHERE machine_id = :machine_id AND agent_id = :agent_id AND NOT is_stale"
+        + raw.for_update,
+        {"machine_id": machine_id, "agent_id": agent},
     )
     if row is not None and _is_online(row, clock):
         return row
@@ -179,19 +176,19 @@ def resolve_worker(
         )
         changes.studies.update(m.super_study_id for m in moved)
     changes.workers.add(worker_id)
-    return conn.execute(select(workers).where(workers.c.id == worker_id)).mappings().one()
+    return dict(conn.execute(select(workers).where(workers.c.id == worker_id)).mappings().one())
 
 
 def _renew_lease(conn: Connection, worker: Mapping[Any, Any], clock: Clock) -> None:
     if worker["current_assignment_id"]:
-        conn.execute(
-            update(assignments)
-            .where(
-                assignments.c.id == worker["current_assignment_id"],
-                assignments.c.worker_id == worker["id"],
-                assignments.c.status == AssignmentStatus.RUNNING,
-            )
-            .values(lease_expires_at=clock.now + clock.lease_timeout_s)
+        Raw(conn).run(
+            "UPDATE assignments SET lease_expires_at = :lease WHERE id = :id AND worker_id = :worker_id"
+            " AND status = 'RUNNING'",
+            {
+                "lease": clock.now + clock.lease_timeout_s,
+                "id": worker["current_assignment_id"],
+                "worker_id": worker["id"],
+            },
         )
 
 
@@ -213,7 +210,8 @@ def record_heartbeat(conn: Connection, beat: Mapping[Any, Any], clock: Clock) ->
     ):
         if beat.get(wire) is not None:
             values[column] = beat[wire]
-    conn.execute(update(workers).where(workers.c.id == worker["id"]).values(**values))
+    raw = Raw(conn)
+    raw.run(update_sql("workers", values), {**values, "id": worker["id"]})
     metrics = {
         "cpu_percent": beat.get("cpuPercent"),
         "ram_percent": beat.get("ramPercent"),
@@ -222,7 +220,12 @@ def record_heartbeat(conn: Connection, beat: Mapping[Any, Any], clock: Clock) ->
         "vram_total_gb": beat.get("vramTotalGB"),
     }
     if any(value is not None for value in metrics.values()):
-        conn.execute(insert(worker_samples).values(worker_id=worker["id"], ts=clock.now, **metrics))
+        raw.run(
+            "INSERT INTO worker_samples (worker_id, ts, cpu_percent, ram_percent, gpu_percent, vram_used_gb,"
+            " vram_total_gb) VALUES (:worker_id, :ts, :cpu_percent, :ram_percent, :gpu_percent,"
+            " :vram_used_gb, :vram_total_gb)",
+            {"worker_id": worker["id"], "ts": clock.now, **metrics},
+        )
     _renew_lease(conn, worker, clock)
     changes.workers.add(worker["id"])
     stop = []
@@ -233,16 +236,14 @@ def record_heartbeat(conn: Connection, beat: Mapping[Any, Any], clock: Clock) ->
 
 def _holds(conn: Connection, assignment_id: str, worker_id: str) -> bool:
     """Is `worker_id` still the one running `assignment_id`, without a stop request?"""
-    row = conn.execute(
-        select(assignments.c.worker_id, assignments.c.status, assignments.c.stop_requested).where(
-            assignments.c.id == assignment_id
-        )
-    ).first()
+    row = Raw(conn).one(
+        "SELECT worker_id, status, stop_requested FROM assignments WHERE id = :id", {"id": assignment_id}
+    )
     return (
         row is not None
-        and row.worker_id == worker_id
-        and row.status == AssignmentStatus.RUNNING
-        and not row.stop_requested
+        and row["worker_id"] == worker_id
+        and row["status"] == AssignmentStatus.RUNNING
+        and not row["stop_requested"]
     )
 
 
@@ -271,7 +272,7 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
     reopen = gui_state.reopens_run(
         finished_at=worker["finished_at"], now=clock.now, grace_s=clock.finish_grace_s
     )
-    values["status"] = gui_state.status_after(worker["status"], result, reopen=reopen)
+    values["status"] = str(gui_state.status_after(worker["status"], result, reopen=reopen))
     if result.is_progress and reopen:
         values["last_progress_at"] = clock.now
         values["finished_at"] = None
@@ -304,7 +305,7 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
             )
             if study_id:
                 changes.studies.add(study_id)
-    conn.execute(update(workers).where(workers.c.id == worker["id"]).values(**values))
+    Raw(conn).run(update_sql("workers", values), {**values, "id": worker["id"]})
     if values.get("current_assignment_id", assignment_id):
         _renew_lease(conn, {**worker, **values}, clock)
     changes.workers.add(worker["id"])
@@ -324,9 +325,10 @@ def _store_logs(
     warning_count, error_count = worker["warning_count"], worker["error_count"]
     if result.sequence is not None:
         low, high = gui_state.sequence_range(run, result.sequence)
-        taken = conn.execute(
-            select(exists().where(log_lines.c.worker_id == worker["id"], log_lines.c.ord.between(low, high)))
-        ).scalar_one()
+        taken = Raw(conn).scalar(
+            "SELECT 1 FROM log_lines WHERE worker_id = :worker_id AND ord BETWEEN :low AND :high LIMIT 1",
+            {"worker_id": worker["id"], "low": low, "high": high},
+        )
         new_run = gui_state.run_for_batch(current_run=run, sequence_taken=bool(taken))
         if new_run != run:
             run, max_sequence = new_run, -1
@@ -342,8 +344,9 @@ def _store_logs(
     values["log_max_sequence"] = max_sequence
     values["warning_count"] = warning_count + warnings
     values["error_count"] = error_count + errors
-    conn.execute(
-        insert(log_lines),
+    Raw(conn).many(
+        "INSERT INTO log_lines (worker_id, ord, ts, log_type, message)"
+        " VALUES (:worker_id, :ord, :ts, :log_type, :message)",
         [
             {
                 "worker_id": worker["id"],
@@ -363,13 +366,15 @@ def _maybe_sample(
     last = worker["last_sample_at"]
     if last is not None and clock.now - last < clock.sample_interval_s:
         return
-    conn.execute(
-        insert(worker_samples).values(
-            worker_id=worker["id"],
-            ts=clock.now,
-            progress=values.get("progress", worker["progress"]),
-            stage_progress=values.get("stage_progress", worker["stage_progress"]),
-        )
+    Raw(conn).run(
+        "INSERT INTO worker_samples (worker_id, ts, progress, stage_progress)"
+        " VALUES (:worker_id, :ts, :progress, :stage_progress)",
+        {
+            "worker_id": worker["id"],
+            "ts": clock.now,
+            "progress": values.get("progress", worker["progress"]),
+            "stage_progress": values.get("stage_progress", worker["stage_progress"]),
+        },
     )
     # Mutating the caller's dict is deliberate: the worker row update carries the sample time.
     assert isinstance(values, dict)
@@ -388,17 +393,13 @@ def _update_assignment_progress(
         changes["eta_at"] = values["eta_at"]
     if not changes:
         return None
-    row = conn.execute(
-        update(assignments)
-        .where(
-            assignments.c.id == assignment_id,
-            assignments.c.worker_id == worker_id,
-            assignments.c.status == AssignmentStatus.RUNNING,
-        )
-        .values(updated_at=clock.now, **changes)
-        .returning(assignments.c.super_study_id)
-    ).first()
-    return row.super_study_id if row else None
+    changes["updated_at"] = clock.now
+    sets = ", ".join(f"{column} = :{column}" for column in sorted(changes))
+    return Raw(conn).scalar(
+        f"UPDATE assignments SET {sets} WHERE id = :id AND worker_id = :worker_id AND status = 'RUNNING'"
+        " RETURNING super_study_id",
+        {**changes, "id": assignment_id, "worker_id": worker_id},
+    )
 
 
 def _record_event(

@@ -58,7 +58,7 @@ def _matches(tokens: list[str], expected: str) -> bool:
     return any(secrets.compare_digest(token.encode(), expected.encode()) for token in tokens)
 
 
-def require_worker(request: Request, context: ServerContext = Depends(get_context)) -> None:
+async def require_worker(request: Request, context: ServerContext = Depends(get_context)) -> None:
     """Ingest, claim and upload calls: the worker token (or the admin token) when one is set."""
     s = context.settings
     accepted = [t for t in (s.worker_token, s.admin_token) if t]
@@ -68,7 +68,7 @@ def require_worker(request: Request, context: ServerContext = Depends(get_contex
         raise Forbidden("A valid worker token is required")
 
 
-def require_admin(request: Request, context: ServerContext = Depends(get_context)) -> None:
+async def require_admin(request: Request, context: ServerContext = Depends(get_context)) -> None:
     """Creating, changing and deleting super studies: the admin token when one is set.
 
     With only a worker token set, that token is enough: a server with any secret is never open.

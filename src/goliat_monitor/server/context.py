@@ -41,6 +41,7 @@ class ServerContext:
             self.events.publish("study", {"id": study_id})
 
 
-def get_context(request: Request) -> ServerContext:
+async def get_context(request: Request) -> ServerContext:
+    """Async on purpose: a plain function dependency costs FastAPI a thread-pool hop per request."""
     context: ServerContext = request.app.state.context
     return context

@@ -1,0 +1,73 @@
+"""Plain DB-API statements for the hot path: GUI updates and heartbeats.
+
+SQLAlchemy Core costs 200-400 µs per statement here (building and caching the expression,
+wrapping the result); the same statement through the driver's cursor costs 5-15 µs. A GOLIAT
+message needs a handful of statements, so the messages that arrive by the thousand per second use
+this thin layer, in the same transaction as the rest, and everything else stays in Core.
+SQL is written once with `:name` parameters, which this module rewrites for psycopg.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection
+
+_NAMED = re.compile(r"(?<!:):([a-zA-Z_][a-zA-Z0-9_]*)")
+
+
+@lru_cache(maxsize=512)
+def _for_psycopg(sql: str) -> str:
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+class Raw:
+    """The driver cursor of a SQLAlchemy connection, with the little this server needs."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.is_sqlite = conn.dialect.name == "sqlite"
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None
+        self._cursor = dbapi.cursor()
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.is_sqlite else _for_psycopg(sql)
+
+    @property
+    def for_update(self) -> str:
+        """Row locks: PostgreSQL needs them; SQLite's single writer already serialises."""
+        return "" if self.is_sqlite else " FOR UPDATE"
+
+    def one(self, sql: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        cursor = self._cursor
+        cursor.execute(self._sql(sql), params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([column[0] for column in cursor.description], row, strict=True))
+
+    def scalar(self, sql: str, params: Mapping[str, Any]) -> Any:
+        self._cursor.execute(self._sql(sql), params)
+        row = self._cursor.fetchone()
+        return None if row is None else row[0]
+
+    def run(self, sql: str, params: Mapping[str, Any]) -> int:
+        self._cursor.execute(self._sql(sql), params)
+        return int(self._cursor.rowcount)
+
+    def many(self, sql: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        self._cursor.executemany(self._sql(sql), list(rows))
+
+
+def update_sql(table: str, columns: Iterable[str], key: str = "id") -> str:
+    """`UPDATE table SET a = :a, ... WHERE key = :key`; column names come from code, never input."""
+    return _update_sql(table, tuple(sorted(columns)), key)
+
+
+@lru_cache(maxsize=512)
+def _update_sql(table: str, columns: tuple[str, ...], key: str) -> str:
+    assignments = ", ".join(f"{column} = :{column}" for column in columns)
+    return f"UPDATE {table} SET {assignments} WHERE {key} = :{key}"

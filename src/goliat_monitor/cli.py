@@ -360,7 +360,7 @@ def super_study_create(
             strategy,
             num_splits=num_splits,
             frequency_groups=frequency_groups,
-            parents=parents,  # type: ignore[arg-type]
+            parents=parents,
         )
     except SplitError as exc:
         click.echo(f"error: cannot split {config_path} by {strategy}: {exc}", err=True)
@@ -401,3 +401,130 @@ def super_study_create(
         f"created super study {study['name']!r} ({study['id']}) with {study['totalAssignments']} assignments"
     )
     click.echo(f"workers: goliat worker <index> {study['name']}  or  goliat-monitor agent --server {server}")
+
+
+# --- agent: the worker agent that runs assignments on a VM ---
+
+
+@main.command("agent")
+@click.option("--server", "server_url", default=None, help="Server URL [env: GOLIAT_MONITOR_SERVER_URL].")
+@click.option("--token", default=None, help="The server's worker token [env: GOLIAT_MONITOR_TOKEN].")
+@click.option(
+    "--work-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Configs, run folders, agent id and spool [env: GOLIAT_MONITOR_WORK_DIR] [default: goliat-agent].",
+)
+@click.option(
+    "--command",
+    "command",
+    default=None,
+    help="Study command; {config} is replaced by the assignment's config file "
+    "[env: GOLIAT_MONITOR_COMMAND] [default: goliat study {config}].",
+)
+@click.option(
+    "--machine-id",
+    default=None,
+    help="Machine id to report [env: GOLIAT_MONITOR_MACHINE_ID] [default: the public IP, as GOLIAT does].",
+)
+@click.option("--plain", is_flag=True, help="Plain log lines even on a terminal (no live panel).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def agent(
+    server_url: str | None,
+    token: str | None,
+    work_dir: str | None,
+    command: str | None,
+    machine_id: str | None,
+    plain: bool,
+    verbose: bool,
+) -> None:
+    """Run assignments from a goliat-monitor server on this machine, one after another.
+
+    Asks the server for work, runs the study command on the assignment's config, reports the
+    study's progress and logs, uploads its results, and asks again. Everything it reports is
+    spooled on disk first, so server outages and agent restarts lose nothing. Ctrl-C stops
+    cleanly (the study is interrupted, its files kept; a restart resumes it); a second Ctrl-C
+    kills the study.
+    """
+    import logging
+
+    from goliat_monitor.agent.identity import WorkDirBusyError, get_machine_id
+    from goliat_monitor.agent.loop import Agent, install_signal_handlers
+    from goliat_monitor.settings import AgentSettings
+
+    options = {
+        "server_url": server_url,
+        "token": token,
+        "work_dir": work_dir,
+        "command": command,
+        "machine_id": machine_id,
+    }
+    settings = AgentSettings(**{key: value for key, value in options.items() if value is not None})
+    if settings.machine_id is None:
+        click.echo("looking up this machine's public IP (its GOLIAT machine id)...", err=True)
+    runner = Agent(
+        settings,
+        machine_id=settings.machine_id or get_machine_id(),
+        live_console=False if plain else None,
+        log_level=logging.DEBUG if verbose else logging.INFO,
+    )
+    restore = install_signal_handlers(runner)
+    try:
+        code = runner.run()
+    except WorkDirBusyError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        restore()
+    raise SystemExit(code)
+
+
+# --- demo: a server, a real GOLIAT campaign and simulated agents on this machine ---
+
+
+@main.command("demo")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Agents to start.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 = any free port."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface for the server.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Time factor of the simulated studies (a simulation takes about 4 s / SPEED).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the server's data and the agents' folders here [default: a temporary folder, removed at exit].",
+)
+@click.option(
+    "--splits",
+    type=click.IntRange(1, 48),
+    default=8,
+    show_default=True,
+    help="Assignments to split the campaign into.",
+)
+def demo(workers: int, port: int, host: str, speed: float, data_dir: str | None, splits: int) -> None:
+    """See goliat-monitor work in a minute: server, campaign and agents on this machine.
+
+    Starts the server, creates a super study from GOLIAT's own far-field config (bundled, 48
+    simulations), starts agents that run a simulated `goliat study` and prints the dashboard URL.
+    Runs until Ctrl-C, then stops the agents and the server.
+    """
+    from pathlib import Path
+
+    from goliat_monitor.demo.demo import run_demo
+
+    code = run_demo(
+        workers=workers,
+        port=port,
+        host=host,
+        speed=speed,
+        data_dir=Path(data_dir) if data_dir else None,
+        num_splits=splits,
+        echo=click.echo,
+    )
+    raise SystemExit(code)

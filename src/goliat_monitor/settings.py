@@ -51,6 +51,11 @@ class ServerSettings(BaseSettings):
     offline_after_s: float = Field(
         30.0, description="Seconds without any message after which a worker shows as offline."
     )
+    stalled_after_s: float = Field(
+        300.0,
+        description="Seconds a RUNNING worker may go without a progress message before the dashboard "
+        "shows it as stalled (online, but its study seems stuck).",
+    )
     lease_timeout_s: float = Field(
         600.0,
         description="Seconds a RUNNING assignment survives without a message from its worker before "
@@ -97,3 +102,56 @@ class ServerSettings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+
+class AgentSettings(BaseSettings):
+    """What `goliat-monitor agent` needs: where the server is, where to work, what to run.
+
+    Every field is also a `GOLIAT_MONITOR_*` variable, so a VM image can configure its agent with
+    environment variables alone; `--server` and friends override them.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GOLIAT_MONITOR_", extra="ignore", populate_by_name=True)
+
+    server_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Base URL of the goliat-monitor server.",
+        validation_alias=AliasChoices("GOLIAT_MONITOR_SERVER_URL", "GOLIAT_MONITORING_URL"),
+    )
+    token: str | None = Field(
+        None,
+        description="The server's worker token, sent as `Authorization: Bearer`.",
+        validation_alias=AliasChoices("GOLIAT_MONITOR_TOKEN", "GOLIAT_MONITOR_WORKER_TOKEN"),
+    )
+    work_dir: Path = Field(
+        Path("goliat-agent"),
+        description="Folder for assignment configs, run folders, the agent id and the spool.",
+    )
+    command: str = Field(
+        "goliat study {config}",
+        description="Study command; {config} is the assignment's config file, {run_dir} its run folder.",
+    )
+    machine_id: str | None = Field(
+        None, description="Machine id to report (default: the public IP, as GOLIAT computes it)."
+    )
+    heartbeat_interval_s: float = Field(5.0, description="Seconds between heartbeats.")
+    request_timeout_s: float = Field(10.0, description="Timeout of one HTTP request, in seconds.")
+    upload_timeout_s: float = Field(120.0, description="Timeout of one result upload, in seconds.")
+    idle_poll_max_s: float = Field(
+        10.0, description="Longest wait between two asks for work while the server has none."
+    )
+    retry_cap_s: float = Field(30.0, description="Longest wait between two retries during an outage.")
+    progress_hz: float = Field(5.0, description="Most progress messages per second, per message type.")
+    log_batch_lines: int = Field(100, description="Most log lines in one log_batch message.")
+    log_batch_age_s: float = Field(0.5, description="Longest a log line waits to be batched, in seconds.")
+    stop_grace_s: float = Field(
+        30.0, description="Seconds an interrupted study gets to exit before it is killed."
+    )
+    forward_verbose: bool = Field(
+        False,
+        description="Also send GOLIAT's verbose-level console lines (as log_type verbose); by "
+        "default only the progress-level lines GOLIAT's own GUI shows are sent.",
+    )
+    upload_max_file_mb: float = Field(
+        256.0, description="Result files larger than this are not uploaded (a warning is logged)."
+    )

@@ -1,0 +1,474 @@
+"""The agent's HTTP side: one typed call per endpoint, and the sender that drains the spool.
+
+Errors form a small tree, so callers decide by kind and never by parsing messages::
+
+    AgentHTTPError
+    ├── ServerUnavailable   network error, timeout, 408/425/429, 5xx, 3xx, 401/403: try again later
+    └── ServerRejected      any other answer: this request will never succeed as it is
+        └── AssignmentTaken 409: the assignment is no longer this worker's
+
+A wrong token or URL (401/403/3xx) counts as "unavailable": retrying costs nothing, and dropping
+the spool because of a typo in a VM's settings would lose a campaign's logs.
+Every request has a timeout (httpx's default is 5 s; ours come from AgentSettings).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from goliat_monitor import __version__
+from goliat_monitor.agent.spool import Spool, SpoolClosedError, SpooledMessage
+
+__all__ = [
+    "GUI_UPDATE",
+    "PROGRESS_TYPES",
+    "AgentHTTPError",
+    "AssignmentTaken",
+    "Connection",
+    "Sender",
+    "ServerClient",
+    "ServerRejected",
+    "ServerUnavailable",
+    "backoff_delay",
+    "plan_sends",
+]
+
+log = logging.getLogger(__name__)
+
+GUI_UPDATE = "gui-update"
+"""The spool `kind` of a gui-update body."""
+
+PROGRESS_TYPES = frozenset({"overall_progress", "stage_progress", "profiler_update"})
+"""State, not history: an older value followed by a newer one of the same type can be skipped."""
+
+_ENDINGS = frozenset({"finished", "fatal_error", "memory_error"})
+_RETRY_STATUSES = frozenset({401, 403, 408, 425, 429})
+
+
+class AgentHTTPError(Exception):
+    """Base of the agent's HTTP errors."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ServerUnavailable(AgentHTTPError):
+    """No usable answer now; the same request may succeed later."""
+
+
+class ServerRejected(AgentHTTPError):
+    """The server refused this request; sending it again will not help."""
+
+
+class AssignmentTaken(ServerRejected):
+    """HTTP 409: the assignment was cancelled, requeued or given to another worker."""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("detail") or body)[:200]
+    return str(body)[:200]
+
+
+def check(response: httpx.Response, *, ok: tuple[int, ...] = (200,)) -> httpx.Response:
+    """Raise the fitting AgentHTTPError unless the status is one of `ok`."""
+    status = response.status_code
+    if status in ok:
+        return response
+    message = f"HTTP {status}: {_detail(response)}"
+    if status in _RETRY_STATUSES or status >= 500 or 300 <= status < 400:
+        raise ServerUnavailable(message, status, _retry_after(response))
+    if status == 409:
+        raise AssignmentTaken(message, status)
+    raise ServerRejected(message, status)
+
+
+def backoff_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, so agents do not stampede."""
+    delay = min(cap, base * 2 ** min(max(failures, 1) - 1, 30))
+    return float(delay / 2 + (rng or random).uniform(0, delay / 2))
+
+
+@dataclass
+class Connection:
+    """Whether the server answered the last call, shared by every client of one agent."""
+
+    connected: bool | None = None
+    since: float = field(default_factory=time.time)
+    last_error: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def mark(self, ok: bool, error: str = "") -> bool:
+        """Record an outcome; a change of state is logged once. True when the state changed."""
+        with self._lock:
+            if not ok:
+                self.last_error = error
+            if self.connected is ok:
+                return False
+            was, self.connected = self.connected, ok
+            self.since = time.time()
+        if ok:
+            log.info("server reachable%s", " again" if was is False else "")
+        else:
+            log.warning("server unreachable (%s); everything is spooled until it answers", error)
+        return True
+
+
+class ServerClient:
+    """Typed calls to a goliat-monitor server for one machine and agent.
+
+    One instance per thread: httpx clients are cheap, and separate ones mean a slow upload never
+    holds a connection the sender wants.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        machine_id: str,
+        agent_id: str,
+        token: str | None = None,
+        timeout: float = 10.0,
+        upload_timeout: float = 120.0,
+        connection: Connection | None = None,
+        transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.machine_id = machine_id
+        self.agent_id = agent_id
+        self.connection = connection or Connection()
+        headers = {"user-agent": f"goliat-monitor-agent/{__version__}"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self._upload_timeout = httpx.Timeout(upload_timeout, connect=min(10.0, upload_timeout))
+        request_timeout = httpx.Timeout(timeout, connect=min(5.0, timeout))
+        # Our own transport, shared by the Client and the gui-update fast path below.
+        self._transport = transport or httpx.HTTPTransport(verify=verify)
+        self._http = httpx.Client(
+            base_url=self.server_url,
+            headers=headers,
+            timeout=request_timeout,
+            transport=self._transport,
+            follow_redirects=False,
+        )
+        self._gui_url = httpx.URL(self.server_url + "/api/gui-update")
+        self._gui_headers = {**headers, "content-type": "application/json"}
+        self._gui_extensions = {"timeout": request_timeout.as_dict()}
+        self._proxied = transport is None and any(
+            key.lower() in ("http_proxy", "https_proxy", "all_proxy") for key in os.environ
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:  # connect/read/write errors and timeouts
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.connection.mark(False, error)
+            raise ServerUnavailable(error) from exc
+        try:
+            check(response, ok=ok)
+        except ServerUnavailable as exc:
+            self.connection.mark(False, str(exc))
+            raise
+        self.connection.mark(True)
+        return response
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def heartbeat(self, info: dict[str, Any], assignment_id: str | None = None) -> list[str]:
+        """Send system info and load; returns the assignment ids the server wants stopped."""
+        body = {**info, "machineId": self.machine_id, "agentId": self.agent_id}
+        if assignment_id:
+            body["assignmentId"] = assignment_id
+        response = self._request("POST", "/api/heartbeat", json=body)
+        try:
+            stop = response.json().get("stopAssignmentIds") or []
+        except (ValueError, AttributeError):
+            return []
+        return [str(item) for item in stop]
+
+    def next_assignment(self) -> dict[str, Any] | None:
+        """Claim (or get back) this worker's assignment; None when there is no work."""
+        response = self._request(
+            "GET",
+            "/api/assignment",
+            params={"machineId": self.machine_id, "agentId": self.agent_id},
+            ok=(200, 204),
+        )
+        if response.status_code == 204:
+            return None
+        data = response.json()
+        if not isinstance(data, dict) or "id" not in data:
+            raise ServerRejected(f"unexpected assignment answer: {str(data)[:200]}")
+        return data
+
+    def post_gui_update(self, body: bytes) -> None:
+        """POST one already-encoded gui-update body; raises on anything but 200.
+
+        The agent's hottest call goes straight to the transport: the Client's per-request work
+        (merging headers and cookies, auth and redirect handling, none of which this call needs)
+        costs more CPU than the HTTP exchange itself. Same timeout, same errors.
+        """
+        if self._proxied:  # the Client knows how to reach the server through the proxy
+            self._request(
+                "POST", "/api/gui-update", content=body, headers={"content-type": "application/json"}
+            )
+            return
+        request = httpx.Request(
+            "POST", self._gui_url, content=body, headers=self._gui_headers, extensions=self._gui_extensions
+        )
+        try:
+            response = self._transport.handle_request(request)
+            try:
+                response.read()
+            finally:
+                response.close()
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.connection.mark(False, error)
+            raise ServerUnavailable(error) from exc
+        try:
+            check(response)
+        except ServerUnavailable as exc:
+            self.connection.mark(False, str(exc))
+            raise
+        self.connection.mark(True)
+
+    def upload_results(self, assignment_id: str, relative_path: str, files: Sequence[Path]) -> None:
+        """One simulation folder's files, as GOLIAT uploads them: repeated `files` + `relativePath`."""
+        handles = [path.open("rb") for path in files]
+        try:
+            self._request(
+                "POST",
+                f"/api/assignments/{assignment_id}/results",
+                data={"relativePath": relative_path},
+                files=[
+                    ("files", (path.name, handle, "application/octet-stream"))
+                    for path, handle in zip(files, handles, strict=True)
+                ],
+                timeout=self._upload_timeout,
+            )
+        finally:
+            for handle in handles:
+                handle.close()
+
+
+# -- sender ----------------------------------------------------------------------------------------
+
+
+def plan_sends(rows: Sequence[SpooledMessage]) -> list[bool]:
+    """For each spooled message: send it (True) or skip it as superseded (False).
+
+    A progress value is skipped when a newer one of the same type and assignment follows it in
+    `rows` before any ending message: after an outage the server needs the latest value, not
+    the replay of every intermediate one. Log lines and everything else are always sent.
+    """
+    send = [True] * len(rows)
+    newer: set[tuple[str, Any]] = set()
+    for index in range(len(rows) - 1, -1, -1):
+        payload = rows[index].payload
+        message = payload.get("message") if isinstance(payload, dict) else None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind in _ENDINGS:
+            newer.clear()
+        elif kind in PROGRESS_TYPES:
+            key = (kind, payload.get("assignmentId"))
+            if key in newer:
+                send[index] = False
+            newer.add(key)
+    return send
+
+
+@dataclass
+class SenderStats:
+    sent: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    conflicts: int = 0
+    retries: int = 0
+
+
+class Sender:
+    """Delivers the spool to the server in order: one thread, acknowledged only after HTTP 200.
+
+    A message that cannot be delivered now is retried (exponential backoff with jitter) before
+    anything behind it, so logs keep their order and a `finished` never overtakes them.
+    `wake()` cuts a backoff short (a heartbeat got through, or the agent is stopping).
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        client: ServerClient,
+        *,
+        on_taken: Callable[[str], None] | None = None,
+        retry_base: float = 0.5,
+        retry_cap: float = 30.0,
+        readahead: int = 500,
+        gather_s: float = 0.1,
+    ) -> None:
+        self.spool = spool
+        self.client = client
+        self.stats = SenderStats()
+        self.gather_s = gather_s
+        self._on_taken = on_taken
+        self._retry_base = retry_base
+        self._retry_cap = retry_cap
+        self._readahead = readahead
+        self._wake = threading.Event()
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._taken_logged: set[str] = set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="agent-sender", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New messages were spooled, or the server answered again: look now."""
+        self._wake.set()
+
+    def stop(self, drain_timeout: float, join_timeout: float = 2.0) -> None:
+        """Give the sender `drain_timeout` seconds to empty the spool, then stop it.
+
+        Whatever is left stays spooled for the next start. A request in flight is not waited for
+        beyond `join_timeout`: its message is not acknowledged, so it is simply sent again.
+        """
+        if self._thread is None:
+            return
+        self.wait_drained(drain_timeout)
+        self._halt.set()
+        self._wake.set()
+        self._thread.join(timeout=join_timeout)
+
+    def wait_drained(self, timeout: float | None = None) -> bool:
+        """Block until the spool is empty (True) or `timeout` passes (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.spool.depth() > 0:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._halt.wait(0.05 if left is None else min(0.05, left))
+        return True
+
+    # -- the thread ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self._loop()
+            except SpoolClosedError:  # the agent is exiting and closed the spool under us
+                return
+            except Exception:  # a disk error or a bug: never let the sender die silently
+                log.exception("sender error; resuming in 1 s")
+                self._halt.wait(1.0)
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._halt.is_set():
+            rows = self.spool.peek(self._readahead)
+            if not rows:
+                if self._wake.wait(0.5) and self.gather_s > 0:
+                    # Let a few messages gather: one wake-up, peek and ack for several of them
+                    # costs far less CPU than one each, and 0.1 s is invisible on a dashboard.
+                    self._halt.wait(self.gather_s)
+                self._wake.clear()
+                continue
+            acks: list[int] = []
+            try:
+                for row, send in zip(rows, plan_sends(rows), strict=True):
+                    if not send:
+                        self.stats.skipped += 1
+                        acks.append(row.id)
+                        continue
+                    while not self._deliver(row):
+                        failures += 1
+                        self.stats.retries += 1
+                        if acks:  # keep what got through acknowledged before waiting
+                            self.spool.ack(acks)
+                            acks = []
+                        if self._sleep(backoff_delay(failures, self._retry_base, self._retry_cap)):
+                            return
+                    failures = 0
+                    acks.append(row.id)
+                    if len(acks) >= 100:
+                        self.spool.ack(acks)
+                        acks = []
+            finally:
+                if acks:
+                    self.spool.ack(acks)
+
+    def _deliver(self, row: SpooledMessage) -> bool:
+        """True when done with the message (delivered, or refused for good); False to retry."""
+        if row.kind != GUI_UPDATE:
+            log.warning("sender: dropping spooled %r message %d (unknown kind)", row.kind, row.id)
+            return True
+        try:
+            self.client.post_gui_update(json.dumps(row.payload, separators=(",", ":")).encode())
+        except ServerUnavailable:
+            return False
+        except AssignmentTaken:
+            self.stats.conflicts += 1
+            assignment_id = str(row.payload.get("assignmentId") or "")
+            if assignment_id not in self._taken_logged:
+                self._taken_logged.add(assignment_id)
+                log.warning(
+                    "server: assignment %s is no longer ours; its messages are dropped", assignment_id
+                )
+            if self._on_taken is not None and assignment_id:
+                self._on_taken(assignment_id)
+            return True
+        except ServerRejected as exc:
+            self.stats.rejected += 1
+            message = row.payload.get("message")
+            kind = message.get("type") if isinstance(message, dict) else "?"
+            log.warning("server refused a %s message (%s); dropped it", kind, exc)
+            return True
+        self.stats.sent += 1
+        return True
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait out a backoff; True if the sender should stop."""
+        if self._halt.is_set():
+            return True
+        if self._wake.wait(seconds):
+            self._wake.clear()
+        return self._halt.is_set()

@@ -1,0 +1,329 @@
+"""The agent's HTTP calls and its spool sender, against httpx.MockTransport (no server)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from goliat_monitor.agent.client import (
+    GUI_UPDATE,
+    AssignmentTaken,
+    Connection,
+    Sender,
+    ServerClient,
+    ServerRejected,
+    ServerUnavailable,
+    backoff_delay,
+    plan_sends,
+)
+from goliat_monitor.agent.spool import Spool, SpooledMessage
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def make_client(handler: Handler, **kwargs: Any) -> ServerClient:
+    return ServerClient(
+        "http://server.test/",
+        machine_id="203.0.113.7",
+        agent_id="agent-1",
+        transport=httpx.MockTransport(handler),
+        **kwargs,
+    )
+
+
+def body(n: int, kind: str = "log_batch", assignment: str | None = "a1", **message: Any) -> dict[str, Any]:
+    if kind == "log_batch":
+        message = {"logs": [{"type": "status", "message": f"line {n}", "log_type": "info"}], "sequence": n}
+    data: dict[str, Any] = {
+        "machineId": "203.0.113.7",
+        "agentId": "agent-1",
+        "messageId": f"m{n}",
+        "message": {"type": kind, **message},
+        "timestamp": 1.0,
+    }
+    if assignment:
+        data["assignmentId"] = assignment
+    return data
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[Spool]:
+    with Spool(tmp_path / "spool.sqlite3") as s:
+        yield s
+
+
+# -- calls ---------------------------------------------------------------------------------------
+
+
+def test_heartbeat_sends_ids_token_and_returns_the_ids_to_stop() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"success": True, "stopAssignmentIds": ["a1"]})
+
+    client = make_client(handler, token="s3cret")
+    stop = client.heartbeat({"hostname": "vm", "cpuCores": 8, "cpuPercent": 12.5}, "a1")
+
+    assert stop == ["a1"]
+    request = seen[0]
+    assert request.url == "http://server.test/api/heartbeat"
+    assert request.headers["authorization"] == "Bearer s3cret"
+    assert json.loads(request.content) == {
+        "hostname": "vm",
+        "cpuCores": 8,
+        "cpuPercent": 12.5,
+        "machineId": "203.0.113.7",
+        "agentId": "agent-1",
+        "assignmentId": "a1",
+    }
+    assert client.connection.connected is True
+
+
+def test_heartbeat_of_an_older_server_without_stop_list() -> None:
+    client = make_client(lambda request: httpx.Response(200, json={"success": True}))
+    assert client.heartbeat({}) == []
+
+
+def test_next_assignment_is_none_on_204_and_the_assignment_on_200() -> None:
+    answers = [httpx.Response(204), httpx.Response(200, json={"id": "a1", "index": 0})]
+    params: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        params.append(dict(request.url.params))
+        return answers.pop(0)
+
+    client = make_client(handler)
+    assert client.next_assignment() is None
+    assert client.next_assignment() == {"id": "a1", "index": 0}
+    assert params[0] == {"machineId": "203.0.113.7", "agentId": "agent-1"}
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (500, ServerUnavailable),
+        (503, ServerUnavailable),
+        (429, ServerUnavailable),
+        (401, ServerUnavailable),  # a wrong token: keep the spool, the operator fixes it
+        (307, ServerUnavailable),  # a wrong URL likewise
+        (409, AssignmentTaken),
+        (422, ServerRejected),
+        (413, ServerRejected),
+    ],
+)
+def test_gui_update_errors_by_kind(status: int, error: type[Exception]) -> None:
+    client = make_client(lambda request: httpx.Response(status, json={"error": "nope"}))
+    with pytest.raises(error) as caught:
+        client.post_gui_update(b"{}")
+    assert type(caught.value) is error
+    assert "nope" in str(caught.value)
+
+
+def test_gui_update_posts_the_bytes_as_json() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"success": True})
+
+    client = make_client(handler, token="t")
+    client.post_gui_update(b'{"machineId":"x"}')
+    assert seen[0].method == "POST"
+    assert seen[0].url == "http://server.test/api/gui-update"
+    assert seen[0].headers["content-type"] == "application/json"
+    assert seen[0].headers["authorization"] == "Bearer t"
+    assert seen[0].content == b'{"machineId":"x"}'
+
+
+def test_network_errors_are_unavailable_and_flip_the_connection_state() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    connection = Connection()
+    client = make_client(handler, connection=connection)
+    with pytest.raises(ServerUnavailable, match="refused"):
+        client.post_gui_update(b"{}")
+    with pytest.raises(ServerUnavailable):
+        client.next_assignment()
+    assert connection.connected is False
+    assert "refused" in connection.last_error
+
+
+def test_retry_after_is_read_from_the_answer() -> None:
+    client = make_client(lambda request: httpx.Response(503, headers={"retry-after": "7"}))
+    with pytest.raises(ServerUnavailable) as caught:
+        client.post_gui_update(b"{}")
+    assert caught.value.retry_after == 7.0
+
+
+def test_upload_is_one_multipart_post_with_files_and_relative_path(tmp_path: Path) -> None:
+    files = []
+    for name, data in (("sar_results.json", b'{"a": 1}'), ("verbose.log", b"log text")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        files.append(path)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        request.read()
+        seen.append(request)
+        return httpx.Response(200, json={"success": True})
+
+    make_client(handler).upload_results("a1", "far_field/thelonious/700MHz/x_pos_theta", files)
+
+    request = seen[0]
+    assert request.url == "http://server.test/api/assignments/a1/results"
+    assert request.headers["content-type"].startswith("multipart/form-data")
+    content = request.content
+    assert b'name="relativePath"\r\n\r\nfar_field/thelonious/700MHz/x_pos_theta' in content
+    assert content.count(b'name="files"; filename=') == 2
+    assert b'filename="sar_results.json"' in content and b'{"a": 1}' in content
+    assert b'filename="verbose.log"' in content and b"log text" in content
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    delays = [backoff_delay(n, base=0.5, cap=30) for n in range(1, 12)]
+    assert 0.25 <= delays[0] <= 0.5
+    assert 0.5 <= delays[1] <= 1.0
+    assert all(15 <= d <= 30 for d in delays[7:])
+
+
+# -- plan ----------------------------------------------------------------------------------------
+
+
+def rows(*bodies: dict[str, Any]) -> list[SpooledMessage]:
+    return [SpooledMessage(i + 1, GUI_UPDATE, b, 0, 0.0) for i, b in enumerate(bodies)]
+
+
+def test_superseded_progress_is_skipped_but_logs_and_the_latest_value_are_sent() -> None:
+    plan = plan_sends(
+        rows(
+            body(1, "overall_progress", current=10, total=100),
+            body(2),
+            body(3, "overall_progress", current=20, total=100),
+            body(4, "stage_progress", name="Run", current=1, total=2),
+            body(5, "overall_progress", current=30, total=100),
+            body(6),
+        )
+    )
+    assert plan == [False, True, False, True, True, True]
+
+
+def test_progress_before_an_ending_or_of_another_assignment_is_kept() -> None:
+    plan = plan_sends(
+        rows(
+            body(1, "overall_progress", current=100, total=100),
+            body(2, "finished", message="done", exit_code=0),
+            body(3, "overall_progress", current=0, total=100),
+            body(4, "overall_progress", current=5, total=100, assignment="a2"),
+        )
+    )
+    assert plan == [True, True, True, True]
+
+
+# -- sender --------------------------------------------------------------------------------------
+
+
+class FakeServer:
+    """Answers gui-updates from a script of statuses; records what was delivered, thread-safe."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.statuses = list(statuses or [])
+        self.delivered: list[dict[str, Any]] = []
+        self.attempts = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.attempts += 1
+            status = self.statuses.pop(0) if self.statuses else 200
+            if status == 200:
+                self.delivered.append(json.loads(request.content))
+        return httpx.Response(status, json={"success": status == 200, "error": "scripted"})
+
+
+def run_sender(spool: Spool, server: FakeServer, **kwargs: Any) -> Sender:
+    sender = Sender(spool, make_client(server), retry_base=0.01, retry_cap=0.05, gather_s=0, **kwargs)
+    sender.start()
+    assert sender.wait_drained(10), "the sender did not drain the spool"
+    sender.stop(0)
+    return sender
+
+
+def test_sender_delivers_in_order_through_an_outage_and_acks_only_after_200(spool: Spool) -> None:
+    spool.append_many((GUI_UPDATE, body(n)) for n in range(20))
+    server = FakeServer([503, 503, 200, 502, 500])
+
+    sender = run_sender(spool, server)
+
+    assert [b["message"]["sequence"] for b in server.delivered] == list(range(20))
+    assert spool.depth() == 0
+    assert sender.stats.sent == 20 and sender.stats.retries == 4
+    assert server.attempts == 24
+
+
+def test_sender_keeps_unacknowledged_messages_for_the_next_start(spool: Spool) -> None:
+    spool.append_many((GUI_UPDATE, body(n)) for n in range(3))
+    server = FakeServer([503] * 1000)
+    sender = Sender(spool, make_client(server), retry_base=0.01, retry_cap=0.02, gather_s=0)
+    sender.start()
+    time.sleep(0.3)
+    sender.stop(0)
+    assert spool.depth() == 3
+    assert [m.payload["messageId"] for m in spool.peek(10)] == ["m0", "m1", "m2"]
+
+
+def test_sender_drops_a_refused_message_and_goes_on(spool: Spool) -> None:
+    spool.append_many((GUI_UPDATE, body(n)) for n in range(3))
+    server = FakeServer([200, 422])
+
+    sender = run_sender(spool, server)
+
+    assert [b["messageId"] for b in server.delivered] == ["m0", "m2"]
+    assert sender.stats.rejected == 1
+
+
+def test_sender_reports_409_as_a_taken_assignment(spool: Spool) -> None:
+    spool.append_many((GUI_UPDATE, body(n)) for n in range(3))
+    server = FakeServer([200, 409, 200])
+    taken: list[str] = []
+
+    sender = run_sender(spool, server, on_taken=taken.append)
+
+    assert taken == ["a1"]
+    assert sender.stats.conflicts == 1
+    assert [b["messageId"] for b in server.delivered] == ["m0", "m2"]
+
+
+def test_sender_skips_superseded_progress_after_an_outage(spool: Spool) -> None:
+    spool.append_many(
+        [(GUI_UPDATE, body(n, "overall_progress", current=n, total=100)) for n in range(50)]
+        + [(GUI_UPDATE, body(50))]
+    )
+    server = FakeServer()
+
+    sender = run_sender(spool, server)
+
+    assert [b["messageId"] for b in server.delivered] == ["m49", "m50"]
+    assert sender.stats.skipped == 49
+
+
+def test_wake_cuts_a_backoff_short(spool: Spool) -> None:
+    spool.append(GUI_UPDATE, body(0))
+    server = FakeServer([503])
+    sender = Sender(spool, make_client(server), retry_base=60, retry_cap=60, gather_s=0)
+    sender.start()
+    deadline = time.monotonic() + 5
+    while server.attempts < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sender.wake()  # what a successful heartbeat does
+    assert sender.wait_drained(5)
+    sender.stop(0)

@@ -179,6 +179,21 @@ class GuiUpdate(_Wire):
     messageId: MessageId | None = None
 
 
+class GuiUpdateBatch(_Wire):
+    """`POST /api/gui-updates`: several gui-update bodies, applied in order (spool replay)."""
+
+    updates: Annotated[list[GuiUpdate], Field(min_length=1, max_length=1000)]
+
+
+class UpdateResult(BaseModel):
+    status: int
+    error: str | None = None
+
+
+class GuiUpdateBatchResponse(BaseModel):
+    results: list[UpdateResult]
+
+
 class ClaimRequest(_Wire):
     machineId: MachineId
     agentId: Annotated[str, Field(max_length=64)] | None = None

@@ -250,7 +250,9 @@ class FakeServer:
         return httpx.Response(status, json={"success": status == 200, "error": "scripted"})
 
 
-def run_sender(spool: Spool, server: FakeServer, **kwargs: Any) -> Sender:
+def run_sender(spool: Spool, server: Any, **kwargs: Any) -> Sender:
+    """A sender drained against `server`; one message per request unless `batch_size` says otherwise."""
+    kwargs.setdefault("batch_size", 1)
     sender = Sender(spool, make_client(server), retry_base=0.01, retry_cap=0.05, gather_s=0, **kwargs)
     sender.start()
     assert sender.wait_drained(10), "the sender did not drain the spool"
@@ -273,7 +275,7 @@ def test_sender_delivers_in_order_through_an_outage_and_acks_only_after_200(spoo
 def test_sender_keeps_unacknowledged_messages_for_the_next_start(spool: Spool) -> None:
     spool.append_many((GUI_UPDATE, body(n)) for n in range(3))
     server = FakeServer([503] * 1000)
-    sender = Sender(spool, make_client(server), retry_base=0.01, retry_cap=0.02, gather_s=0)
+    sender = Sender(spool, make_client(server), retry_base=0.01, retry_cap=0.02, gather_s=0, batch_size=1)
     sender.start()
     time.sleep(0.3)
     sender.stop(0)
@@ -319,7 +321,7 @@ def test_sender_skips_superseded_progress_after_an_outage(spool: Spool) -> None:
 def test_wake_cuts_a_backoff_short(spool: Spool) -> None:
     spool.append(GUI_UPDATE, body(0))
     server = FakeServer([503])
-    sender = Sender(spool, make_client(server), retry_base=60, retry_cap=60, gather_s=0)
+    sender = Sender(spool, make_client(server), retry_base=60, retry_cap=60, gather_s=0, batch_size=1)
     sender.start()
     deadline = time.monotonic() + 5
     while server.attempts < 1 and time.monotonic() < deadline:
@@ -327,3 +329,67 @@ def test_wake_cuts_a_backoff_short(spool: Spool) -> None:
     sender.wake()  # what a successful heartbeat does
     assert sender.wait_drained(5)
     sender.stop(0)
+
+
+class FakeBatchServer:
+    """Knows `/api/gui-updates`: scripted request statuses, then per-item statuses by messageId."""
+
+    def __init__(self, statuses: list[int] | None = None, refuse: dict[str, int] | None = None) -> None:
+        self.statuses = list(statuses or [])
+        self.refuse = refuse or {}
+        self.delivered: list[dict[str, Any]] = []
+        self.requests = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.requests += 1
+            assert request.url.path == "/api/gui-updates"
+            status = self.statuses.pop(0) if self.statuses else 200
+            if status != 200:
+                return httpx.Response(status, json={"error": "scripted"})
+            updates = json.loads(request.content)["updates"]
+            results = []
+            for update in updates:
+                item = self.refuse.get(update["messageId"], 200)
+                if item == 200:
+                    self.delivered.append(update)
+                results.append({"status": item, "error": None if item == 200 else "scripted"})
+            return httpx.Response(200, json={"results": results})
+
+
+def test_sender_replays_a_backlog_in_few_ordered_batches(spool: Spool) -> None:
+    spool.append_many((GUI_UPDATE, body(n)) for n in range(450))
+    server = FakeBatchServer([503, 200, 502])
+    taken: list[str] = []
+
+    sender = run_sender(spool, server, batch_size=200, on_taken=taken.append)
+
+    assert [b["message"]["sequence"] for b in server.delivered] == list(range(450))
+    assert server.requests == 5  # 3 batches, 2 of them retried once
+    assert sender.stats.sent == 450 and spool.depth() == 0
+
+
+def test_sender_settles_each_message_of_a_batch_on_its_own(spool: Spool) -> None:
+    spool.append_many((GUI_UPDATE, body(n)) for n in range(4))
+    server = FakeBatchServer(refuse={"m1": 409, "m2": 422})
+    taken: list[str] = []
+
+    sender = run_sender(spool, server, batch_size=200, on_taken=taken.append)
+
+    assert [b["messageId"] for b in server.delivered] == ["m0", "m3"]
+    assert taken == ["a1"] and sender.stats.conflicts == 1 and sender.stats.rejected == 1
+
+
+def test_sender_falls_back_to_single_messages_on_an_older_server(spool: Spool) -> None:
+    spool.append_many((GUI_UPDATE, body(n)) for n in range(3))
+    single = FakeServer()
+
+    def older(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/gui-updates":
+            return httpx.Response(404, json={"error": "Not Found"})
+        return single(request)
+
+    run_sender(spool, older, batch_size=200)
+
+    assert [b["messageId"] for b in single.delivered] == ["m0", "m1", "m2"]

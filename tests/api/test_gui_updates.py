@@ -203,3 +203,41 @@ def test_openapi_schema_lists_every_route(server: LiveServer) -> None:
     ]:
         assert path in paths, path
     assert "LogBatch" in schema["components"]["schemas"]
+
+
+def test_batched_updates_apply_in_order_and_report_each_result(server: LiveServer) -> None:
+    from tests.api.helpers import create_study
+
+    study = create_study(server.client, count=1)
+    mine = server.client.get("/api/assignment", params={"machineId": MACHINE}).json()
+    assert mine["id"] == study["assignments"][0]["id"]
+    updates = [
+        {"machineId": MACHINE, "messageId": f"m{seq}", "message": log_batch(seq, [(f"line {seq}", "info")])}
+        for seq in range(5)
+    ]
+    updates.insert(
+        2,
+        {
+            "machineId": MACHINE,
+            "assignmentId": "not-mine",
+            "message": {"type": "overall_progress", "current": 9, "total": 10},
+        },
+    )
+    updates.append(
+        {
+            "machineId": MACHINE,
+            "assignmentId": mine["id"],
+            "message": {"type": "overall_progress", "current": 1, "total": 4},
+        }
+    )
+    response = server.client.post("/api/gui-updates", json={"updates": updates})
+    assert response.status_code == 200
+    assert [r["status"] for r in response.json()["results"]] == [200, 200, 409, 200, 200, 200, 200]
+    again = server.client.post("/api/gui-updates", json={"updates": updates[:2]})
+    assert [r["status"] for r in again.json()["results"]] == [200, 200]  # redelivered ids are dropped
+    worker = only_worker(server.client)
+    assert [line["message"] for line in worker["guiState"]["logMessages"]] == [
+        f"line {seq}" for seq in range(5)
+    ]
+    assert worker["guiState"]["progress"] == 25.0
+    assert server.client.post("/api/gui-updates", json={"updates": []}).status_code == 422

@@ -272,6 +272,21 @@ class ServerClient:
             raise
         self.connection.mark(True)
 
+    def post_gui_updates(self, payloads: Sequence[dict[str, Any]]) -> list[int]:
+        """POST several gui-update bodies at once; returns each one's own status (200, 409, ...).
+
+        One request instead of hundreds is what lets a spool drain fast after an outage.
+        """
+        response = self._request("POST", "/api/gui-updates", json={"updates": list(payloads)})
+        try:
+            results = response.json()["results"]
+            statuses = [int(item["status"]) for item in results]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ServerRejected(f"unexpected batch answer: {response.text[:200]}") from exc
+        if len(statuses) != len(payloads):
+            raise ServerRejected("batch answer does not match the request")
+        return statuses
+
     def upload_results(self, assignment_id: str, relative_path: str, files: Sequence[Path]) -> None:
         """One simulation folder's files, as GOLIAT uploads them: repeated `files` + `relativePath`."""
         handles = [path.open("rb") for path in files]
@@ -344,6 +359,7 @@ class Sender:
         retry_cap: float = 30.0,
         readahead: int = 500,
         gather_s: float = 0.1,
+        batch_size: int = 200,
     ) -> None:
         self.spool = spool
         self.client = client
@@ -357,6 +373,9 @@ class Sender:
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self._taken_logged: set[str] = set()
+        self._batch_size = batch_size
+        # Servers before the batch endpoint answer 404/405; then this agent sends one by one.
+        self._batching = batch_size > 1
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="agent-sender", daemon=True)
@@ -412,6 +431,9 @@ class Sender:
                     self._halt.wait(self.gather_s)
                 self._wake.clear()
                 continue
+            if self._batching and len(rows) > 1:
+                failures = self._deliver_batches(rows, failures)
+                continue
             acks: list[int] = []
             try:
                 for row, send in zip(rows, plan_sends(rows), strict=True):
@@ -436,6 +458,57 @@ class Sender:
                 if acks:
                     self.spool.ack(acks)
 
+    def _deliver_batches(self, rows: Sequence[SpooledMessage], failures: int) -> int:
+        """Send `rows` in batches, in order, acknowledging each batch once the server has it."""
+        plan = plan_sends(rows)
+        skipped = [row.id for row, send in zip(rows, plan, strict=True) if not send]
+        sendable = [row for row, send in zip(rows, plan, strict=True) if send and row.kind == GUI_UPDATE]
+        unknown = [row.id for row, send in zip(rows, plan, strict=True) if send and row.kind != GUI_UPDATE]
+        if skipped or unknown:
+            self.stats.skipped += len(skipped)
+            self.spool.ack(skipped + unknown)
+        for start in range(0, len(sendable), self._batch_size):
+            batch = sendable[start : start + self._batch_size]
+            while True:
+                try:
+                    statuses = self.client.post_gui_updates([row.payload for row in batch])
+                    break
+                except ServerUnavailable:
+                    failures += 1
+                    self.stats.retries += 1
+                    if self._sleep(backoff_delay(failures, self._retry_base, self._retry_cap)):
+                        return failures
+                except ServerRejected as exc:
+                    # An older server (404/405) or an answer we cannot read: the one-by-one path
+                    # handles every case, so fall back to it for good.
+                    log.info("batch sending unavailable (%s); sending messages one by one", exc)
+                    self._batching = False
+                    return failures
+            failures = 0
+            for row, status in zip(batch, statuses, strict=True):
+                self._settle(row, status)
+            self.spool.ack([row.id for row in batch])
+        return failures
+
+    def _settle(self, row: SpooledMessage, status: int) -> None:
+        """Count and react to one message's answer within a batch."""
+        if status == 200:
+            self.stats.sent += 1
+        elif status == 409:
+            self._taken(row)
+        else:
+            self.stats.rejected += 1
+            log.warning("server refused a spooled message (HTTP %d); dropped it", status)
+
+    def _taken(self, row: SpooledMessage) -> None:
+        self.stats.conflicts += 1
+        assignment_id = str(row.payload.get("assignmentId") or "")
+        if assignment_id not in self._taken_logged:
+            self._taken_logged.add(assignment_id)
+            log.warning("server: assignment %s is no longer ours; its messages are dropped", assignment_id)
+        if self._on_taken is not None and assignment_id:
+            self._on_taken(assignment_id)
+
     def _deliver(self, row: SpooledMessage) -> bool:
         """True when done with the message (delivered, or refused for good); False to retry."""
         if row.kind != GUI_UPDATE:
@@ -446,15 +519,7 @@ class Sender:
         except ServerUnavailable:
             return False
         except AssignmentTaken:
-            self.stats.conflicts += 1
-            assignment_id = str(row.payload.get("assignmentId") or "")
-            if assignment_id not in self._taken_logged:
-                self._taken_logged.add(assignment_id)
-                log.warning(
-                    "server: assignment %s is no longer ours; its messages are dropped", assignment_id
-                )
-            if self._on_taken is not None and assignment_id:
-                self._on_taken(assignment_id)
+            self._taken(row)
             return True
         except ServerRejected as exc:
             self.stats.rejected += 1

@@ -18,6 +18,8 @@ from goliat_monitor.errors import BadRequest, TooLarge
 from goliat_monitor.protocol import (
     ClaimRequest,
     GuiUpdate,
+    GuiUpdateBatch,
+    GuiUpdateBatchResponse,
     Heartbeat,
     HeartbeatResponse,
     MachineId,
@@ -98,6 +100,30 @@ async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_conte
     if changes.log_lines:
         context.events.publish("logs", {"id": next(iter(changes.workers)), "count": changes.log_lines})
     return {"success": True}
+
+
+@router.post("/gui-updates", response_model=GuiUpdateBatchResponse)
+async def gui_updates(body: GuiUpdateBatch, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """Many gui-update bodies in one request, applied in order: how an agent replays its spool.
+
+    The answer is 200 with one result per update (its own status: 200, or the 4xx it would have
+    got alone), so one refused message does not hold back the others.
+    """
+    clock = context.clock()
+    items = []
+    for update in body.updates:
+        data = update.model_dump()
+        data["message"] = update.message.model_dump()
+        items.append(data)
+    key = body.updates[0].machineId
+    changes, results = await context.db.write(
+        lambda conn: queries.record_gui_updates(conn, items, clock), key=key
+    )
+    context.publish(changes)
+    if changes.log_lines:
+        for worker_id in changes.workers:
+            context.events.publish("logs", {"id": worker_id, "count": changes.log_lines})
+    return {"results": results}
 
 
 @router.post("/gui-screenshots", response_model=OkResponse, openapi_extra=MULTIPART_SCREENSHOTS)

@@ -146,6 +146,30 @@ def _split_read_parents(config: object, directory: object) -> dict[str, dict[str
     return parents
 
 
+def _split_file(
+    config_path: str, strategy: str, num_splits: int | None, frequency_groups: str | None
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Read CONFIG and its `extends` parents and split it; a refusal exits 2 with GOLIAT's reason."""
+    from pathlib import Path
+
+    from goliat_monitor.domain.splitting import SplitError, split_config
+
+    config = _split_read_json(config_path)
+    if not isinstance(config, dict):
+        raise click.BadParameter(f"{config_path} must hold a JSON object", param_hint="CONFIG")
+    parents = _split_read_parents(config, Path(config_path).parent)
+    try:
+        result = split_config(
+            config, strategy, num_splits=num_splits, frequency_groups=frequency_groups, parents=parents
+        )
+    except SplitError as exc:
+        click.echo(f"error: cannot split {config_path} by {strategy}: {exc}", err=True)
+        raise SystemExit(2) from None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return config, parents, result
+
+
 @main.command("split")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option(
@@ -176,25 +200,7 @@ def split(
     import json
     from pathlib import Path
 
-    from goliat_monitor.domain.splitting import SplitError, split_config
-
-    config = _split_read_json(config_path)
-    if not isinstance(config, dict):
-        raise click.BadParameter(f"{config_path} must hold a JSON object", param_hint="CONFIG")
-    parents = _split_read_parents(config, Path(config_path).parent)
-    try:
-        result = split_config(
-            config,
-            strategy,
-            num_splits=num_splits,
-            frequency_groups=frequency_groups,
-            parents=parents,
-        )
-    except SplitError as exc:
-        click.echo(f"error: cannot split {config_path} by {strategy}: {exc}", err=True)
-        raise SystemExit(2) from None
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    _config, _parents, result = _split_file(config_path, strategy, num_splits, frequency_groups)
     if as_json:
         click.echo(json.dumps(result.configs, indent=2))
         return
@@ -344,29 +350,9 @@ def super_study_create(
     Parent configs named by `extends` are read from CONFIG's folder and stored with the study,
     so agents can resolve them on the workers.
     """
-    from pathlib import Path
-
     import httpx
 
-    from goliat_monitor.domain.splitting import SplitError, split_config
-
-    config = _split_read_json(config_path)
-    if not isinstance(config, dict):
-        raise click.BadParameter(f"{config_path} must hold a JSON object", param_hint="CONFIG")
-    parents = _split_read_parents(config, Path(config_path).parent)
-    try:
-        result = split_config(
-            config,
-            strategy,
-            num_splits=num_splits,
-            frequency_groups=frequency_groups,
-            parents=parents,
-        )
-    except SplitError as exc:
-        click.echo(f"error: cannot split {config_path} by {strategy}: {exc}", err=True)
-        raise SystemExit(2) from None
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    config, parents, result = _split_file(config_path, strategy, num_splits, frequency_groups)
     body = {
         "name": name,
         "description": description,

@@ -81,6 +81,18 @@ class Changes:
         self.log_lines += other.log_lines
 
 
+BACK_TO_PENDING: dict[str, Any] = {
+    "status": AssignmentStatus.PENDING,
+    "worker_id": None,
+    "progress": 0.0,
+    "stage": None,
+    "eta_at": None,
+    "lease_expires_at": None,
+    "stop_requested": False,
+}
+"""What an assignment's row loses when it goes back to the queue, whatever the reason."""
+
+
 # -- idempotency -------------------------------------------------------------------------------
 
 
@@ -494,7 +506,7 @@ def end_assignment(
         target = after_failure(attempts=row["attempts"], policy=policy, exit_code=ending.exit_code)
         values["error_message"] = ending.message or f"exit code {ending.exit_code}"
         if target == AssignmentStatus.PENDING:
-            values.update(worker_id=None, progress=0.0, stage=None, eta_at=None)
+            values.update(BACK_TO_PENDING)
             reason = f"retry after failure: {values['error_message']}"
         else:
             values["completed_at"] = clock.now
@@ -686,7 +698,7 @@ def requeue_expired_leases(conn: Connection, clock: Clock, changes: Changes) -> 
         reason = "lease expired: worker silent too long"
         values["error_message"] = reason
         if target == AssignmentStatus.PENDING:
-            values.update(worker_id=None, progress=0.0, stage=None, eta_at=None)
+            values.update(BACK_TO_PENDING)
         else:
             values["completed_at"] = clock.now
         conn.execute(update(assignments).where(assignments.c.id == row["id"]).values(**values))
@@ -1370,16 +1382,11 @@ def retry_assignment(conn: Connection, assignment_id: str, *, actor: str, now: f
         update(assignments)
         .where(assignments.c.id == assignment_id)
         .values(
-            status=AssignmentStatus.PENDING,
+            **BACK_TO_PENDING,
             attempts=0,
-            worker_id=None,
-            progress=0.0,
-            stage=None,
-            eta_at=None,
             exit_code=None,
             error_message=None,
             completed_at=None,
-            stop_requested=False,
             updated_at=now,
         )
     )
@@ -1412,18 +1419,7 @@ def requeue_assignment(
     conn.execute(
         update(assignments)
         .where(assignments.c.id == assignment_id)
-        .values(
-            status=AssignmentStatus.PENDING,
-            attempts=attempts,
-            worker_id=None,
-            progress=0.0,
-            stage=None,
-            eta_at=None,
-            lease_expires_at=None,
-            stop_requested=False,
-            reserved_for=reserved_for,
-            updated_at=now,
-        )
+        .values(**BACK_TO_PENDING, attempts=attempts, reserved_for=reserved_for, updated_at=now)
     )
     reason = f"reassigned to {reserved_for}" if reserved_for else "requeued by request"
     _record_event(

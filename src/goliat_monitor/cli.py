@@ -438,7 +438,7 @@ def agent(
     from goliat_monitor.agent.loop import Agent, install_signal_handlers
     from goliat_monitor.settings import AgentSettings
 
-    options = {
+    options: dict[str, Any] = {
         "server_url": server_url,
         "token": token,
         "work_dir": work_dir,

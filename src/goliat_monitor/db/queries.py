@@ -431,11 +431,12 @@ def _update_assignment_progress(
         return None
     changes["updated_at"] = clock.now
     sets = ", ".join(f"{column} = :{column}" for column in sorted(changes))
-    return Raw(conn).scalar(
+    study_id: str | None = Raw(conn).scalar(
         f"UPDATE assignments SET {sets} WHERE id = :id AND worker_id = :worker_id AND status = 'RUNNING'"
         " RETURNING super_study_id",
         {**changes, "id": assignment_id, "worker_id": worker_id},
     )
+    return study_id
 
 
 def _record_event(

@@ -26,7 +26,8 @@ async def health(context: ServerContext = Depends(get_context)) -> dict[str, Any
 
     def probe(conn: Any) -> str | None:
         # A plain SELECT: building an Alembic migration context per probe costs milliseconds.
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        revision: str | None = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return revision
 
     revision = await context.db.read(probe)
     return {

@@ -22,8 +22,10 @@ class Event:
     data: dict[str, Any]
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscription:
+    """One subscriber's queue; compared by identity so the broker can keep a set of them."""
+
     queue: asyncio.Queue[Event]
     overflowed: bool = False
 
@@ -65,6 +67,11 @@ class EventBroker:
         if last_id < self._recent[0].id - 1:
             return None
         return [event for event in self._recent if event.id > last_id]
+
+    @property
+    def last_id(self) -> int:
+        """The newest event id handed out (0 before the first)."""
+        return self._recent[-1].id if self._recent else 0
 
     def subscribe(self) -> Subscription:
         sub = Subscription(asyncio.Queue(self.max_queue))

@@ -170,3 +170,12 @@ def test_screenshots_keep_the_latest_image_per_tab(server: LiveServer) -> None:
     )
     assert bad.status_code == 400
     assert server.client.post("/api/gui-screenshots", data={"machineId": "m"}).status_code == 400
+
+
+def test_uploaded_html_is_a_download_in_a_sandbox(server: LiveServer, assignment_id: str) -> None:
+    upload(server, assignment_id, PATH, {"report.html": b"<script>alert(1)</script>"})
+    got = server.client.get(
+        f"/api/assignments/{assignment_id}/results/file", params={"path": f"{PATH}/report.html"}
+    )
+    assert got.headers["content-disposition"].startswith("attachment")
+    assert got.headers["content-security-policy"] == "sandbox"

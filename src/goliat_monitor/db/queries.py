@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     RowMapping,
-    and_,
     delete,
     func,
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 
@@ -74,11 +74,13 @@ class Changes:
     workers: set[str] = field(default_factory=set)
     studies: set[str] = field(default_factory=set)
     log_lines: int = 0
+    log_workers: set[str] = field(default_factory=set)
 
     def merge(self, other: Changes) -> None:
         self.workers |= other.workers
         self.studies |= other.studies
         self.log_lines += other.log_lines
+        self.log_workers |= other.log_workers
 
 
 BACK_TO_PENDING: dict[str, Any] = {
@@ -293,6 +295,7 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
     if result.logs:
         _store_logs(conn, worker, result, values, clock)
         changes.log_lines += len(result.logs)
+        changes.log_workers.add(worker["id"])
     if result.keep:
         conn.execute(
             insert(worker_messages).values(
@@ -1211,9 +1214,8 @@ def log_page(
     ).where(log_lines.c.worker_id == worker_id)
     if before:
         order, row_id = parse_cursor(before)
-        query = query.where(
-            or_(log_lines.c.ord < order, and_(log_lines.c.ord == order, log_lines.c.id < row_id))
-        )
+        # A row-value comparison, so both databases walk the (worker_id, ord, id) index backwards.
+        query = query.where(tuple_(log_lines.c.ord, log_lines.c.id) < tuple_(order, row_id))
     if log_types:
         query = query.where(log_lines.c.log_type.in_(list(log_types)))
     if text:

@@ -18,13 +18,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from goliat_monitor import __version__
 from goliat_monitor.blobs import LocalDirStore
 from goliat_monitor.db import migrate
 from goliat_monitor.db.engine import Database
 from goliat_monitor.errors import ApiError
-from goliat_monitor.server import read_api, services, studies_api, worker_api
+from goliat_monitor.server import pages, read_api, services, stream, studies_api, worker_api
 from goliat_monitor.server.auth import TokenPrefixMiddleware
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.limits import BodyLimitMiddleware
@@ -62,12 +63,50 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
     app.include_router(worker_api.router)
     app.include_router(studies_api.router)
     app.include_router(read_api.router)
+    app.include_router(stream.router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.VersionedStaticFiles(directory=pages.STATIC_DIR), name="static")
     _install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware, json_limit=settings.max_json_bytes, upload_limit=settings.max_request_bytes
     )
     app.add_middleware(TokenPrefixMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+}
+
+
+class SecurityHeadersMiddleware:
+    """Every response, API and uploaded files included, forbids inline and third-party scripts.
+
+    A result file (say a stored HTML report) opened from this origin can then not run script.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.headers if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _warn_if_open(settings: ServerSettings) -> None:

@@ -170,17 +170,23 @@ def _listing(rows: Sequence[RowMapping]) -> dict[str, Any]:
     }
 
 
+_ACTIVE_CONTENT = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml", "application/xml")
+
+
 def _file_response(blobs: LocalDirStore, rows: Sequence[RowMapping], path: str) -> StreamingResponse:
     row = _latest_by_path(rows).get(path.strip("/"))
     if row is None or not blobs.exists(row["blob_key"]):
         raise NotFound(f"No result file at {path!r}")
     name = row["filename"].replace('"', "")
+    # An uploaded HTML or SVG report would run on the dashboard's origin if shown inline.
+    disposition = "attachment" if row["content_type"].startswith(_ACTIVE_CONTENT) else "inline"
     return StreamingResponse(
         blobs.iter_bytes(row["blob_key"]),
         media_type=row["content_type"],
         headers={
             "Content-Length": str(row["size"]),
-            "Content-Disposition": f'inline; filename="{name}"',
+            "Content-Disposition": f'{disposition}; filename="{name}"',
+            "Content-Security-Policy": "sandbox",
             "X-Content-Type-Options": "nosniff",
         },
     )

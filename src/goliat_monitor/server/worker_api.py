@@ -97,8 +97,8 @@ async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_conte
         lambda conn: queries.record_gui_update(conn, data, clock), key=body.machineId
     )
     context.publish(changes)
-    if changes.log_lines:
-        context.events.publish("logs", {"id": next(iter(changes.workers)), "count": changes.log_lines})
+    for worker_id in changes.log_workers:
+        context.events.publish("logs", {"id": worker_id})
     return {"success": True}
 
 
@@ -120,9 +120,8 @@ async def gui_updates(body: GuiUpdateBatch, context: ServerContext = Depends(get
         lambda conn: queries.record_gui_updates(conn, items, clock), key=key
     )
     context.publish(changes)
-    if changes.log_lines:
-        for worker_id in changes.workers:
-            context.events.publish("logs", {"id": worker_id, "count": changes.log_lines})
+    for worker_id in changes.log_workers:
+        context.events.publish("logs", {"id": worker_id})
     return {"results": results}
 
 

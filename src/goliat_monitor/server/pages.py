@@ -1,0 +1,452 @@
+"""The dashboard's HTML pages: rendered on the server, then kept live by `static/app.js`.
+
+Every page works without JavaScript (it is a snapshot then); the script adds live updates from
+`GET /api/events`, filtering, the log console's paging and search, charts and the file explorer.
+Each page embeds the id of the last event it reflects, so the stream replays what happened while
+the page was in flight and nothing is lost between render and subscribe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.types import Scope
+
+from goliat_monitor import __version__
+from goliat_monitor.db import queries
+from goliat_monitor.domain.models import LOG_TYPES
+from goliat_monitor.errors import NotFound
+from goliat_monitor.server.context import ServerContext
+from goliat_monitor.server.stream import (
+    assignment_rows,
+    get_hub,
+    parse_iso,
+    study_summary,
+    worker_view,
+)
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES_DIR = HERE / "templates"
+STATIC_DIR = HERE / "static"
+
+STATUS_FILTERS = ("all", "running", "stalled", "idle", "error", "offline")
+SORTS = {"status": "Status", "name": "Name", "progress": "Progress", "seen": "Last seen"}
+ATTENTION = {"red-ERROR": 0, "amber": 1, "green": 2, "yellow": 3, "red-OFFLINE": 4}
+ACTIVE_STUDY_STATUSES = ("RUNNING", "PENDING")
+ASSIGNMENT_STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+STUDY_EVENTS_SHOWN = 300
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _static_version() -> str:
+    """Changes whenever a static file does, so browsers never run a stale script."""
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(STATIC_DIR.glob("*")):
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+# -- formatting, shared by the templates (app.js formats live values the same way) -------------
+
+
+def fmt_pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}%"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "—"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def fmt_ago(iso: str | None, now: float) -> str:
+    ts = parse_iso(iso)
+    if ts is None:
+        return "never"
+    delta = max(0.0, now - ts)
+    return "just now" if delta < 2 else f"{fmt_duration(delta)} ago"
+
+
+def fmt_until(iso: str | None, now: float) -> str:
+    ts = parse_iso(iso)
+    return "—" if ts is None else fmt_duration(max(0.0, ts - now))
+
+
+def fmt_elapsed(start: str | None, end: str | None, now: float) -> str:
+    began = parse_iso(start)
+    if began is None:
+        return "—"
+    return fmt_duration(max(0.0, (parse_iso(end) or now) - began))
+
+
+def fmt_datetime(iso: str | None) -> str:
+    ts = parse_iso(iso)
+    if ts is None:
+        return "—"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def fmt_clock(iso: str | None) -> str:
+    ts = parse_iso(iso)
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
+
+
+def fmt_size(size: float | None) -> str:
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def strip_ansi(text: str | None) -> str:
+    """GOLIAT's console colours arrive as escape codes in some lines; the log shows colour by type."""
+    return ANSI.sub("", text or "")
+
+
+def _tolerant(fn: Callable[[Any], str]) -> Callable[[Any], str]:
+    """A missing value in a template (a field an older record lacks) formats like None."""
+
+    def wrapper(value: Any) -> str:
+        return fn(None if isinstance(value, jinja2.Undefined) else value)
+
+    return wrapper
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    filters: dict[str, Callable[[Any], str]] = {
+        "pct": fmt_pct,
+        "duration": fmt_duration,
+        "datetime": fmt_datetime,
+        "clock": fmt_clock,
+        "size": fmt_size,
+        "ansi": strip_ansi,
+    }
+    env.filters.update({name: _tolerant(fn) for name, fn in filters.items()})
+    env.globals.update(log_types=LOG_TYPES, static_version=_static_version())
+    return env
+
+
+templates = Jinja2Templates(env=_environment())
+
+
+class VersionedStaticFiles(StaticFiles):
+    """Static files; a URL carrying `?v=<content hash>` never changes, so browsers keep it."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code == 200 and b"v=" in scope.get("query_string", b""):
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+
+router = APIRouter(include_in_schema=False)
+
+
+def _context(request: Request) -> ServerContext:
+    context: ServerContext = request.app.state.context
+    return context
+
+
+def _base(request: Request) -> str:
+    """Links and API calls keep the `/t/<token>/` prefix (and a proxy's root path) the page came with."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _static_base(request: Request) -> str:
+    """Static files are public and served outside the token prefix (the mount does not see it)."""
+    base = _base(request)
+    token = request.scope.get("state", {}).get("url_token")
+    suffix = f"/t/{token}"
+    return base[: -len(suffix)] if token and base.endswith(suffix) else base
+
+
+def _render(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    context = _context(request)
+    now = context.now()
+    values.setdefault("event_id", "")
+    values.setdefault("events_query", "")
+    values.setdefault("page_data", None)
+    values.setdefault("page", name.removesuffix(".html"))
+    base = _base(request)
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {
+            "base": base,
+            "static_base": _static_base(request),
+            "now": now,
+            "ago": lambda iso: fmt_ago(iso, now),
+            "until": lambda iso: fmt_until(iso, now),
+            "elapsed": lambda start, end=None: fmt_elapsed(start, end, now),
+            **values,
+        },
+        status_code=status_code,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _not_found(request: Request, what: str) -> HTMLResponse:
+    return _render(request, "not_found.html", status_code=404, what=what, title="Not found")
+
+
+def _event_id(request: Request, broker_id: int, log_id: int) -> str:
+    """Where the page's live stream resumes: right after the state this page shows."""
+    return get_hub(request.app).event_id(broker_id, log_id)
+
+
+# -- overview ----------------------------------------------------------------------------------
+
+
+def _with_eta(conn: Any, studies: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Study summaries; running ones re-read one by one for the campaign ETA the list lacks."""
+    out = []
+    for study in studies:
+        if study["status"] in ACTIVE_STUDY_STATUSES:
+            with contextlib.suppress(NotFound):
+                study = queries.get_super_study(conn, study["id"], now=now)
+        out.append(study_summary(study))
+    return out
+
+
+def _sort_key(sort: str) -> Any:
+    def attention(w: dict[str, Any]) -> int:
+        key = w["light"] if w["light"] != "red" else f"red-{w['status']}"
+        return ATTENTION.get(key, 9)
+
+    if sort == "name":
+        return lambda w: (w["displayName"].lower(), w["id"])
+    if sort == "progress":
+        return lambda w: (-((w["guiState"] or {}).get("progress") or 0.0), w["displayName"].lower())
+    if sort == "seen":
+        return lambda w: (-(parse_iso(w["lastSeen"]) or 0.0), w["displayName"].lower())
+    return lambda w: (attention(w), w["displayName"].lower(), w["id"])
+
+
+def matches_status(worker: dict[str, Any], status: str) -> bool:
+    if status == "all":
+        return True
+    if status == "stalled":
+        return bool(worker["stalled"])
+    if status == "running":
+        return worker["status"] == "RUNNING" and not worker["stalled"]
+    return str(worker["status"]).lower() == status
+
+
+def totals(workers: list[dict[str, Any]]) -> dict[str, int]:
+    live = [w for w in workers if not w["isStale"]]
+    return {
+        "online": sum(1 for w in live if w["status"] != "OFFLINE"),
+        "running": sum(1 for w in live if w["status"] == "RUNNING"),
+        "stalled": sum(1 for w in live if w["stalled"]),
+        "idle": sum(1 for w in live if w["status"] == "IDLE"),
+        "offline": sum(1 for w in live if w["status"] in ("OFFLINE", "ERROR")),
+        "warnings": sum((w["guiState"] or {}).get("warningCount") or 0 for w in live),
+        "errors": sum((w["guiState"] or {}).get("errorCount") or 0 for w in live),
+    }
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(
+    request: Request,
+    status: str = Query("all", max_length=16),
+    q: str = Query("", max_length=200),
+    sort: str = Query("status", max_length=16),
+    stale: bool = Query(False),
+) -> HTMLResponse:
+    """Every worker as a card with its light, progress and stage; active super studies on top."""
+    context = _context(request)
+    status = status if status in STATUS_FILTERS else "all"
+    sort = sort if sort in SORTS else "status"
+    broker_id = context.events.last_id
+    clock = context.clock()
+
+    def read(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        studies = [s for s in queries.list_super_studies(conn) if s["status"] in ACTIVE_STUDY_STATUSES]
+        return queries.list_workers(conn, clock, include_stale=stale), _with_eta(conn, studies, clock.now)
+
+    workers, active = await context.db.read(read)
+    views = [worker_view(w, now=clock.now, stalled_after_s=context.settings.stalled_after_s) for w in workers]
+    needle = q.strip().lower()
+    shown = [
+        w
+        for w in views
+        if matches_status(w, status)
+        and (
+            not needle
+            or any(
+                needle in str(w.get(k) or "").lower()
+                for k in ("displayName", "hostname", "machineId", "gpuName", "id")
+            )
+        )
+    ]
+    shown.sort(key=_sort_key(sort))
+    return _render(
+        request,
+        "overview.html",
+        title="Overview",
+        workers=shown,
+        total_count=len(views),
+        totals=totals(views),
+        studies=active,
+        filters={"status": status, "q": q, "sort": sort, "stale": stale},
+        status_filters=STATUS_FILTERS,
+        sorts=SORTS,
+        event_id=_event_id(request, broker_id, 0),
+        events_query="workers=all",
+        page_data={"workers": views, "studies": active, "showStale": stale},
+    )
+
+
+@router.get("/workers")
+async def workers_index(request: Request) -> Response:
+    return RedirectResponse(f"{_base(request)}/", status_code=307)
+
+
+# -- one worker --------------------------------------------------------------------------------
+
+
+@router.get("/workers/{worker_id}", response_class=HTMLResponse)
+async def worker_page(
+    request: Request,
+    worker_id: str,
+    before: str | None = Query(None, max_length=64, pattern=r"^-?\d+\.\d+$"),
+) -> HTMLResponse:
+    """GOLIAT's progress window for one worker: bars, stage, ETA, live log, charts, screenshots."""
+    context = _context(request)
+    settings = context.settings
+    broker_id = context.events.last_id
+    clock = context.clock()
+
+    def read(conn: Any) -> tuple[dict[str, Any], dict[str, Any] | None, int, dict[str, str]]:
+        worker = queries.get_worker(conn, worker_id, clock, recent_logs=settings.recent_log_lines)
+        older = (
+            queries.log_page(conn, worker_id, before=before, limit=settings.recent_log_lines)
+            if before
+            else None
+        )
+        top = queries.max_log_line_id(conn)
+        names = {s["id"]: s["name"] for s in queries.list_super_studies(conn)}
+        return worker, older, top, names
+
+    try:
+        worker, older, top, study_names = await context.db.read(read)
+    except NotFound:
+        return _not_found(request, "worker")
+    view = worker_view(worker, now=clock.now, stalled_after_s=settings.stalled_after_s)
+    gui = view["guiState"] or {}
+    logs = older["logs"] if older else gui.get("logMessages", [])
+    older_cursor = older["nextBefore"] if older else view.get("olderLogsCursor")
+    current = next((a for a in view["assignments"] if a["id"] == view.get("currentAssignmentId")), None)
+    run_started = (current or {}).get("startedAt") or view.get("createdAt")
+    assignments = [
+        {
+            **{k: v for k, v in a.items() if k != "splitConfig"},
+            "studyName": study_names.get(a["superStudyId"]),
+        }
+        for a in view["assignments"]
+    ]
+    data = {k: v for k, v in view.items() if k not in ("assignments",)}
+    data["guiState"] = {k: v for k, v in gui.items() if k != "logMessages"}
+    data["assignments"] = assignments
+    data["runStartedAt"] = run_started
+    return _render(
+        request,
+        "worker.html",
+        title=view["displayName"],
+        worker=view,
+        gui=gui,
+        logs=logs,
+        older_cursor=older_cursor,
+        paging_back=bool(older),
+        assignments=assignments,
+        run_started=run_started,
+        event_id=_event_id(request, broker_id, top),
+        events_query=f"workers={worker_id}&logs={worker_id}",
+        page_data=data,
+    )
+
+
+# -- super studies -----------------------------------------------------------------------------
+
+
+@router.get("/super-studies", response_class=HTMLResponse)
+async def super_studies(request: Request) -> HTMLResponse:
+    """Every live super study with its master progress and how many pieces are in each state."""
+    context = _context(request)
+    broker_id = context.events.last_id
+    now = context.now()
+    summaries = await context.db.read(lambda conn: _with_eta(conn, queries.list_super_studies(conn), now))
+    return _render(
+        request,
+        "super_studies.html",
+        title="Super studies",
+        studies=summaries,
+        event_id=_event_id(request, broker_id, 0),
+        page_data={"studies": summaries},
+    )
+
+
+@router.get("/super-studies/{study_id}", response_class=HTMLResponse)
+async def super_study(request: Request, study_id: str) -> HTMLResponse:
+    """One campaign: master progress, every assignment, its history, and its result files."""
+    context = _context(request)
+    broker_id = context.events.last_id
+    now = context.now()
+
+    def read(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        study = queries.get_super_study(conn, study_id, now=now)
+        events = study.get("events")
+        if events is None:
+            events = queries.assignment_events_for(conn, [a["id"] for a in study["assignments"]])
+        return study, events
+
+    try:
+        study, events = await context.db.read(read)
+    except NotFound:
+        return _not_found(request, "super study")
+    summary = study_summary(study)
+    rows = assignment_rows(study)
+    shown_events = list(reversed(events[-STUDY_EVENTS_SHOWN:]))
+    return _render(
+        request,
+        "super_study.html",
+        title=study["name"],
+        study=summary,
+        assignments=rows,
+        events=shown_events,
+        event_count=len(events),
+        states=ASSIGNMENT_STATES,
+        event_id=_event_id(request, broker_id, 0),
+        events_query=f"study={study_id}",
+        page_data={"study": summary, "assignments": rows},
+    )

@@ -59,11 +59,17 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine with the per-database settings this server relies on."""
     if url.startswith("sqlite"):
         is_memory = ":memory:" in url or url in ("sqlite://", "sqlite:///")
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=NullPool if is_memory else None,
-        )
+        if is_memory:
+            engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=NullPool)
+        else:
+            # Enough pooled connections for every reader and writer thread: a connection made
+            # past the pool is opened, set up with PRAGMAs and closed again on every request.
+            engine = create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=pool_size,
+                max_overflow=pool_size,
+            )
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)

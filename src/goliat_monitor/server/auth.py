@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from goliat_monitor.errors import ApiError
 from goliat_monitor.server.context import ServerContext, get_context
+from goliat_monitor.settings import ServerSettings
 
 
 class Forbidden(ApiError):
@@ -66,6 +67,15 @@ async def require_worker(request: Request, context: ServerContext = Depends(get_
         return
     if not any(_matches(presented_tokens(request), t) for t in accepted):
         raise Forbidden("A valid worker token is required")
+
+
+def may_change(request: Request, settings: ServerSettings) -> bool:
+    """Whether this request would pass `require_admin`: pages show their change buttons only then."""
+    if settings.admin_token is not None:
+        return _matches(presented_tokens(request), settings.admin_token)
+    if settings.worker_token is not None:
+        return _matches(presented_tokens(request), settings.worker_token)
+    return True
 
 
 async def require_admin(request: Request, context: ServerContext = Depends(get_context)) -> None:

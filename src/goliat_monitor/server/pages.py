@@ -27,6 +27,7 @@ from goliat_monitor import __version__
 from goliat_monitor.db import queries
 from goliat_monitor.domain.models import LOG_TYPES
 from goliat_monitor.errors import NotFound
+from goliat_monitor.server.auth import may_change
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.stream import (
     assignment_rows,
@@ -411,6 +412,7 @@ async def super_studies(request: Request) -> HTMLResponse:
         "super_studies.html",
         title="Super studies",
         studies=summaries,
+        can_admin=may_change(request, context.settings),
         event_id=_event_id(request, broker_id, 0),
         page_data={"studies": summaries},
     )
@@ -446,7 +448,8 @@ async def super_study(request: Request, study_id: str) -> HTMLResponse:
         events=shown_events,
         event_count=len(events),
         states=ASSIGNMENT_STATES,
+        can_admin=may_change(request, context.settings),
         event_id=_event_id(request, broker_id, 0),
         events_query=f"study={study_id}",
-        page_data={"study": summary, "assignments": rows},
+        page_data={"study": summary, "assignments": rows, "canAdmin": may_change(request, context.settings)},
     )

@@ -128,6 +128,44 @@
       });
   }
 
+  function postJson(path, body, method) {
+    return api(path, {
+      method: method || "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    });
+  }
+
+  var ADMIN_NEEDED = "An admin token is required: open the dashboard under /t/<admin token>/.";
+
+  function actionError(error, what) {
+    return error.status === 401 ? ADMIN_NEEDED : what + ": " + error.message;
+  }
+
+  // A button that asks before it acts: "Delete" becomes "Delete …? [Yes] [No]" in place.
+  function confirmable(label, question, yesLabel, run, className) {
+    var wrap = h("span", { class: "confirmable" });
+    var ask = h("button", { type: "button", class: className || "secondary small", "data-step": "ask", text: label });
+    var yes = h("button", { type: "button", class: "danger small", "data-step": "yes", text: yesLabel });
+    var no = h("button", { type: "button", class: "link", "data-step": "no", text: "No" });
+    wrap.append(ask, h("span", { class: "confirm", "data-step": "confirm", hidden: true }, [question + " ", yes, " ", no]));
+    wireConfirm(wrap, run);
+    return wrap;
+  }
+
+  function wireConfirm(wrap, run) {
+    var ask = $('[data-step="ask"]', wrap);
+    var box = $('[data-step="confirm"]', wrap);
+    var yes = $('[data-step="yes"]', wrap);
+    function show(confirming) { ask.hidden = confirming; box.hidden = !confirming; }
+    ask.addEventListener("click", function () { show(true); yes.focus(); });
+    $('[data-step="no"]', wrap).addEventListener("click", function () { show(false); ask.focus(); });
+    yes.addEventListener("click", function () {
+      yes.disabled = true;
+      Promise.resolve(run()).then(function () { yes.disabled = false; show(false); }, function () { yes.disabled = false; show(false); });
+    });
+  }
+
   function timeEl(iso, kind) {
     if (!iso) return doc.createTextNode("—");
     return h("time", { datetime: iso, "data-fmt": kind || "datetime", text: (fmt[kind || "datetime"])(iso) });
@@ -992,7 +1030,144 @@
 
   // ---- super studies -------------------------------------------------------------------------------
 
+  function readJsonFile(file) {
+    return file.text().then(function (text) {
+      try {
+        var value = JSON.parse(text);
+        if (!value || typeof value !== "object" || Array.isArray(value)) throw new Error("it is not a JSON object");
+        return value;
+      } catch (e) {
+        throw new Error(file.name + " is not valid JSON (" + e.message + ")");
+      }
+    });
+  }
+
+  function createForm() {
+    var form = $("#create-form");
+    if (!form) return;
+    var msg = $("#cs-msg");
+    var out = $("#cs-preview-out");
+    var createButton = $("#cs-create");
+    var previewButton = $("#cs-preview");
+    var replaceWrap = $("#cs-replace-wrap");
+    var strategy = $("#cs-strategy");
+    var preview = null;
+
+    function say(text, isError) {
+      setText(msg, text);
+      msg.classList.toggle("err", !!isError);
+    }
+
+    function showStrategyFields() {
+      $$("[data-for-strategy]", form).forEach(function (n) { n.hidden = n.dataset.forStrategy !== strategy.value; });
+    }
+
+    function invalidate() {
+      if (!preview) return;
+      preview = null;
+      createButton.disabled = true;
+      out.hidden = true;
+      say("The inputs changed: preview again before creating.");
+    }
+
+    function render(result) {
+      setText($("#cs-plan"), result.plan);
+      setText($("#cs-total"), result.totalSimulations + " simulation" + (result.totalSimulations === 1 ? "" : "s") + " in " + result.assignments.length + " assignment" + (result.assignments.length === 1 ? "" : "s"));
+      var warnings = $("#cs-warnings");
+      warnings.textContent = "";
+      (result.warnings || []).forEach(function (w) { warnings.append(h("li", { class: "warn", text: w })); });
+      var tbody = $("#cs-assignments tbody");
+      tbody.textContent = "";
+      result.assignments.forEach(function (a) {
+        tbody.append(h("tr", null, [
+          h("td", { class: "num", text: a.index }),
+          h("td", { class: "wrap", text: a.summary }),
+          h("td", { class: "num", "data-f": "size", text: a.size })
+        ]));
+      });
+      out.hidden = false;
+    }
+
+    function readInputs() {
+      var configFile = $("#cs-config").files[0];
+      if (!configFile) return Promise.reject(new Error("Choose a GOLIAT config file first."));
+      var parentFiles = Array.prototype.slice.call($("#cs-parents").files);
+      return Promise.all([readJsonFile(configFile)].concat(parentFiles.map(readJsonFile))).then(function (values) {
+        var parents = {};
+        parentFiles.forEach(function (f, i) { parents[f.name] = values[i + 1]; });
+        return { config: values[0], parents: parents };
+      });
+    }
+
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      preview = null;
+      createButton.disabled = true;
+      out.hidden = true;
+      replaceWrap.hidden = true;
+      $("#cs-replace").checked = false;
+      previewButton.disabled = true;
+      say("Splitting…");
+      readInputs().then(function (inputs) {
+        var body = { config: inputs.config, parentConfigs: inputs.parents, strategy: strategy.value };
+        if (strategy.value === "auto" && $("#cs-splits").value) body.numSplits = Number($("#cs-splits").value);
+        if (strategy.value === "custom") body.frequencyGroups = $("#cs-groups").value;
+        return postJson("/api/super-studies/split", body).then(function (result) {
+          preview = { result: result, config: inputs.config, parents: inputs.parents };
+          render(result);
+          createButton.disabled = false;
+          say("Preview ready: check it, then create the study.");
+        });
+      }).catch(function (error) {
+        say("Cannot split this config: " + error.message, true);
+      }).then(function () { previewButton.disabled = false; });
+    });
+
+    createButton.addEventListener("click", function () {
+      if (!preview) return;
+      var name = $("#cs-name").value.trim();
+      if (!name) {
+        say("Give the study a name.", true);
+        $("#cs-name").focus();
+        return;
+      }
+      var body = {
+        name: name,
+        description: $("#cs-description").value.trim() || null,
+        baseConfig: preview.config,
+        parentConfigs: preview.parents,
+        splitStrategy: preview.result.strategy,
+        maxAttempts: Number($("#cs-attempts").value) || 3,
+        retryFatal: $("#cs-retry-fatal").checked,
+        replace: $("#cs-replace").checked,
+        assignments: preview.result.assignments
+      };
+      createButton.disabled = true;
+      say("Creating…");
+      postJson("/api/super-studies", body).then(function (study) {
+        say("Created.");
+        window.location.href = base + "/super-studies/" + encodeURIComponent(study.id);
+      }).catch(function (error) {
+        createButton.disabled = false;
+        if (error.status === 409) {
+          replaceWrap.hidden = false;
+          say("A study named \u201c" + name + "\u201d already exists. Tick \u201creplace\u201d and create again to replace it, or choose another name.", true);
+        } else {
+          say(error.status === 401 ? ADMIN_NEEDED : "Could not create the study: " + error.message, true);
+        }
+      });
+    });
+
+    strategy.addEventListener("change", function () { showStrategyFields(); invalidate(); });
+    ["#cs-config", "#cs-parents", "#cs-splits", "#cs-groups"].forEach(function (sel) {
+      $(sel).addEventListener("change", invalidate);
+    });
+    $("#cs-name").addEventListener("input", function () { replaceWrap.hidden = true; $("#cs-replace").checked = false; });
+    showStrategyFields();
+  }
+
   function studiesPage() {
+    createForm();
     var body = $("#studies-table tbody");
     var rows = new Map();
     $$("tr[data-id]", body).forEach(function (row) { rows.set(row.dataset.id, row); });
@@ -1034,8 +1209,30 @@
       h("td", { "data-f": "started" }),
       h("td", { "data-f": "finished" }),
       h("td", { class: "num", "data-f": "duration" }),
-      h("td", null, [h("a", { class: "small", href: base + "/api/assignments/" + encodeURIComponent(a.id) + "/results/download", download: "", text: "zip" })])
+      h("td", null, [h("a", { class: "small", href: base + "/api/assignments/" + encodeURIComponent(a.id) + "/results/download", download: "", text: "zip" })]),
+      canAdmin ? h("td", { class: "js-only", "data-f": "actions" }) : null
     ]);
+  }
+
+  var canAdmin = false;
+  var onAssignmentAction = null;
+
+  // Retry for FAILED or CANCELLED pieces, Requeue for RUNNING ones; rebuilt when the status changes.
+  function fillActions(row, a) {
+    var cell = field(row, "actions");
+    if (!cell || cell.dataset.status === a.status) return;
+    cell.dataset.status = a.status;
+    cell.textContent = "";
+    var path = "/api/assignments/" + encodeURIComponent(a.id);
+    if (a.status === "FAILED" || a.status === "CANCELLED") {
+      cell.append(confirmable("Retry", "Retry #" + a.index + "?", "Yes, retry", function () {
+        return onAssignmentAction(postJson(path + "/retry"), "Could not retry");
+      }));
+    } else if (a.status === "RUNNING") {
+      cell.append(confirmable("Requeue", "Take #" + a.index + " from its worker and queue it again?", "Yes, requeue", function () {
+        return onAssignmentAction(postJson(path + "/requeue"), "Could not requeue");
+      }));
+    }
   }
 
   function fillAssignment(row, a) {
@@ -1067,6 +1264,7 @@
     duration.dataset.until = a.completedAt || "";
     duration.toggleAttribute("data-frozen", a.status !== "RUNNING");
     setText(duration, a.startedAt ? fmt.elapsed(a.startedAt, a.completedAt) : "—");
+    fillActions(row, a);
   }
 
   function eventRow(e) {
@@ -1179,6 +1377,50 @@
     var rows = new Map();
     $$("tr[data-id]", body).forEach(function (row) { rows.set(row.dataset.id, row); });
     var explorer = resultExplorer(studyId);
+    canAdmin = !!data.canAdmin;
+
+    function applyStudy(study) {
+      (study.assignments || []).forEach(function (a) { var row = rows.get(a.id); if (row) fillAssignment(row, a); });
+      summaryParts.forEach(function (part) { fillStudy(part, study); });
+      studyActions(study.status);
+    }
+
+    function studyActions(status) {
+      var cancel = $('#study-actions [data-action="cancel"] [data-step="ask"]');
+      if (cancel) cancel.disabled = !(status === "PENDING" || status === "RUNNING");
+    }
+
+    var actionMsg = $("#action-msg");
+    function say(text, isError) {
+      setText(actionMsg, text);
+      if (actionMsg) actionMsg.classList.toggle("err", !!isError);
+    }
+
+    onAssignmentAction = function (request, what) {
+      say("Working…");
+      return request.then(function (study) { say("Done."); applyStudy(study); })
+        .catch(function (error) { say(actionError(error, what), true); });
+    };
+
+    if (canAdmin) {
+      data.assignments.forEach(function (a) { var row = rows.get(a.id); if (row) fillActions(row, a); });
+      var path = "/api/super-studies/" + encodeURIComponent(studyId);
+      var cancelWrap = $('#study-actions [data-action="cancel"]');
+      var deleteWrap = $('#study-actions [data-action="delete"]');
+      if (cancelWrap) {
+        wireConfirm(cancelWrap, function () {
+          return onAssignmentAction(postJson(path + "/cancel"), "Could not cancel the study");
+        });
+      }
+      if (deleteWrap) {
+        wireConfirm(deleteWrap, function () {
+          say("Deleting…");
+          return postJson(path, undefined, "DELETE").then(function () {
+            window.location.href = base + "/super-studies";
+          }).catch(function (error) { say(actionError(error, "Could not delete the study"), true); });
+        });
+      }
+    }
 
     connectLive({
       study: function (s) {
@@ -1188,6 +1430,7 @@
           return;
         }
         summaryParts.forEach(function (part) { fillStudy(part, s); });
+        studyActions(s.status);
       },
       assignments: function (d) {
         if (d.id !== studyId) return;

@@ -1,11 +1,15 @@
-"""Screenshots of every page in a demo-like state, written to docs/screenshots/.
+"""Screenshots of every page in a demo-like state.
 
-Run on its own to refresh the pictures: `pytest tests/web/test_screenshots.py`. It doubles as a
-smoke test: every page renders the demo without console errors, CSP violations or dialogs.
+The pictures go to a temporary folder, so the suite leaves the checkout clean; to refresh the
+README's pictures run `GOLIAT_MONITOR_SCREENSHOTS=docs/screenshots pytest tests/web/test_screenshots.py`.
+It doubles as a smoke test: every page renders the demo without console errors, CSP violations
+or dialogs.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from tests.conftest import LiveServer
 from tests.web import demo
 from tests.web.conftest import PageProblems
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("GOLIAT_MONITOR_SCREENSHOTS") or tempfile.mkdtemp(prefix="gm-screenshots-"))
 
 FAKE_GUI = """<!doctype html><html><body style="margin:0;background:#2b2b2b;color:#f0f0f0;font:13px sans-serif">
 <div style="padding:14px"><div style="display:flex;gap:4px;margin-bottom:10px">

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 
 from goliat_monitor import __version__
 from goliat_monitor.db import queries
+from goliat_monitor.db.raw import Raw
 from goliat_monitor.domain.models import LOG_TYPES
 from goliat_monitor.errors import BadRequest, NotFound
 from goliat_monitor.protocol import API_VERSION
@@ -26,7 +26,7 @@ async def health(context: ServerContext = Depends(get_context)) -> dict[str, Any
 
     def probe(conn: Any) -> str | None:
         # A plain SELECT: building an Alembic migration context per probe costs milliseconds.
-        revision: str | None = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        revision: str | None = Raw(conn).scalar("SELECT version_num FROM alembic_version", {})
         return revision
 
     revision = await context.db.read(probe)

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -39,7 +39,3 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
         conn.commit()
-
-
-def current_revision_of(conn: Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()

@@ -49,7 +49,7 @@ from goliat_monitor.domain.scheduling import (
     after_failure,
     summarize_study,
 )
-from goliat_monitor.errors import ApiError, Conflict, NotFound
+from goliat_monitor.errors import Conflict, NotFound
 
 
 def new_id() -> str:
@@ -73,13 +73,11 @@ class Changes:
 
     workers: set[str] = field(default_factory=set)
     studies: set[str] = field(default_factory=set)
-    log_lines: int = 0
     log_workers: set[str] = field(default_factory=set)
 
     def merge(self, other: Changes) -> None:
         self.workers |= other.workers
         self.studies |= other.studies
-        self.log_lines += other.log_lines
         self.log_workers |= other.log_workers
 
 
@@ -294,7 +292,6 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
     assignment_id = worker["current_assignment_id"]
     if result.logs:
         _store_logs(conn, worker, result, values, clock)
-        changes.log_lines += len(result.logs)
         changes.log_workers.add(worker["id"])
     if result.keep:
         conn.execute(
@@ -325,30 +322,6 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
         _renew_lease(conn, {**worker, **values}, clock)
     changes.workers.add(worker["id"])
     return changes
-
-
-def record_gui_updates(
-    conn: Connection, updates: Sequence[Mapping[Any, Any]], clock: Clock
-) -> tuple[Changes, list[dict[str, Any]]]:
-    """Apply several gui-update bodies in order, each in its own savepoint.
-
-    A refused one (say 409: its assignment was taken away) is rolled back alone and reported
-    with its status; the others are applied.
-    """
-    raw = Raw(conn)
-    changes = Changes()
-    results: list[dict[str, Any]] = []
-    for update_ in updates:
-        raw.run("SAVEPOINT gm_item", {})
-        try:
-            changes.merge(record_gui_update(conn, update_, clock))
-        except ApiError as exc:
-            raw.run("ROLLBACK TO SAVEPOINT gm_item", {})
-            results.append({"status": exc.status_code, "error": exc.message})
-        else:
-            results.append({"status": 200, "error": None})
-        raw.run("RELEASE SAVEPOINT gm_item", {})
-    return changes, results
 
 
 def _store_logs(

@@ -39,6 +39,8 @@ class ServerContext:
             self.events.publish("worker", {"id": worker_id})
         for study_id in changes.studies:
             self.events.publish("study", {"id": study_id})
+        for worker_id in changes.log_workers:
+            self.events.publish("logs", {"id": worker_id})
 
 
 async def get_context(request: Request) -> ServerContext:

@@ -5,6 +5,8 @@ Every success is exactly HTTP 200, the only status GOLIAT's client accepts.
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
 from typing import Any
 
 from anyio import to_thread
@@ -14,7 +16,7 @@ from starlette.datastructures import UploadFile
 from goliat_monitor.blobs import StoredBlob
 from goliat_monitor.db import queries
 from goliat_monitor.domain.paths import check_filename, check_relative_path, check_tab_name
-from goliat_monitor.errors import BadRequest, TooLarge
+from goliat_monitor.errors import ApiError, BadRequest, TooLarge
 from goliat_monitor.protocol import (
     ClaimRequest,
     GuiUpdate,
@@ -87,18 +89,21 @@ async def heartbeat(beat: Heartbeat, context: ServerContext = Depends(get_contex
     return {"success": True, "stopAssignmentIds": stop}
 
 
+def _as_dict(update: GuiUpdate) -> dict[str, Any]:
+    data = update.model_dump()
+    data["message"] = update.message.model_dump()
+    return data
+
+
 @router.post("/gui-update", response_model=OkResponse)
 async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """One message from a worker's GUI queue: progress, logs, ETA, completion; unknown types are kept."""
     clock = context.clock()
-    data = body.model_dump()
-    data["message"] = body.message.model_dump()
+    data = _as_dict(body)
     changes = await context.db.write(
         lambda conn: queries.record_gui_update(conn, data, clock), key=body.machineId
     )
     context.publish(changes)
-    for worker_id in changes.log_workers:
-        context.events.publish("logs", {"id": worker_id})
     return {"success": True}
 
 
@@ -106,22 +111,25 @@ async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_conte
 async def gui_updates(body: GuiUpdateBatch, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """Many gui-update bodies in one request, applied in order: how an agent replays its spool.
 
-    The answer is 200 with one result per update (its own status: 200, or the 4xx it would have
-    got alone), so one refused message does not hold back the others.
+    Each update is its own write (queued together, so they commit together and each rolls back
+    alone); the answer is 200 with one result per update: 200, or the 4xx it would have got alone.
     """
     clock = context.clock()
-    items = []
-    for update in body.updates:
-        data = update.model_dump()
-        data["message"] = update.message.model_dump()
-        items.append(data)
     key = body.updates[0].machineId
-    changes, results = await context.db.write(
-        lambda conn: queries.record_gui_updates(conn, items, clock), key=key
-    )
-    context.publish(changes)
-    for worker_id in changes.log_workers:
-        context.events.publish("logs", {"id": worker_id})
+    futures = [
+        context.db.submit(partial(queries.record_gui_update, update_=_as_dict(update), clock=clock), key=key)
+        for update in body.updates
+    ]
+    outcomes = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
+    results = []
+    for outcome in outcomes:
+        if isinstance(outcome, ApiError):
+            results.append({"status": outcome.status_code, "error": outcome.message})
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            context.publish(outcome)
+            results.append({"status": 200, "error": None})
     return {"results": results}
 
 

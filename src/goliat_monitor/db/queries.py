@@ -142,8 +142,8 @@ def resolve_worker(
     agent = agent_id or ""
     raw = Raw(conn)
     row = raw.one(
-        "SELECT * FROM workers WHERE machine_id = :machine_id AND agent_id = :agent_id AND NOT is_stale"
-        + raw.for_update,
+        "SELECT * FROM workers WHERE machine_id = :machine_id AND agent_id = :agent_id"
+        f" AND is_stale = {raw.false}{raw.for_update}",
         {"machine_id": machine_id, "agent_id": agent},
     )
     if row is not None and _is_online(row, clock):

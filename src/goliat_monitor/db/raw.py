@@ -41,6 +41,15 @@ class Raw:
         """Row locks: PostgreSQL needs them; SQLite's single writer already serialises."""
         return "" if self.is_sqlite else " FOR UPDATE"
 
+    @property
+    def false(self) -> str:
+        """The literal a partial index's `WHERE is_stale = false` is written with, so the planner uses it.
+
+        SQLite proves a query's condition matches a partial index only term by term: `NOT is_stale`
+        does not match `is_stale = 0` and would scan every session the table ever held.
+        """
+        return "0" if self.is_sqlite else "false"
+
     def one(self, sql: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
         cursor = self._cursor
         cursor.execute(self._sql(sql), params)

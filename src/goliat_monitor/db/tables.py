@@ -84,6 +84,8 @@ workers = Table(
         postgresql_where=text("is_stale = false"),
     ),
     Index("ix_workers_last_seen", "last_seen"),
+    # Every session a machine ever had: a returning machine's old sessions are found through it.
+    Index("ix_workers_machine", "machine_id", "agent_id"),
 )
 
 log_lines = Table(

@@ -1,0 +1,94 @@
+"""What a GOLIAT message costs must not grow with history: every statement it runs uses an index.
+
+The writer's SQLite connection records the statements a whole GOLIAT run makes (heartbeats, claim,
+progress, log batches, legacy status lines, finished), and each is then explained: a full scan
+of any table would make every message slower as a campaign goes on.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from tests.api.helpers import MACHINE, create_study, gui, heartbeat, log_batch
+from tests.conftest import LiveServer
+
+WRITE_STATEMENT = re.compile(r"^\s*(SELECT|UPDATE|DELETE|INSERT|WITH)\b", re.IGNORECASE)
+
+
+def record_statements(server: LiveServer, statements: list[str]) -> None:
+    def trace(conn: Any) -> None:
+        conn.connection.driver_connection.set_trace_callback(statements.append)
+
+    server.context.db.write_sync(trace)
+
+
+def stop_recording(server: LiveServer) -> None:
+    server.context.db.write_sync(lambda conn: conn.connection.driver_connection.set_trace_callback(None))
+
+
+def full_scans(server: LiveServer, statement: str) -> list[str]:
+    def explain(conn: Any) -> list[str]:
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}").all()
+        return [row[-1] for row in rows if re.match(r"SCAN (?!CONSTANT ROW)", row[-1])]
+
+    return server.context.db.read_sync(explain)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_goliat_run_never_scans_a_table(server: LiveServer) -> None:
+    study = create_study(server.client, count=2)
+    heartbeat(server.client)  # a first message creates the session; the rest find it
+    statements: list[str] = []
+    record_statements(server, statements)
+    try:
+        assert heartbeat(server.client, gpuName="RTX", cpuCores=8).status_code == 200
+        claimed = server.client.post(
+            f"/api/assignments/{study['assignments'][0]['id']}/claim", json={"machineId": MACHINE}
+        )
+        assert claimed.status_code == 200
+        for step in range(3):
+            server.clock.advance(2)
+            assert (
+                gui(server.client, {"type": "overall_progress", "current": step, "total": 10}).status_code
+                == 200
+            )
+            assert (
+                gui(
+                    server.client, {"type": "stage_progress", "name": "Run", "current": step, "total": 5}
+                ).status_code
+                == 200
+            )
+            assert (
+                gui(
+                    server.client, log_batch(step, [("a line", "info"), ("a warning", "warning")])
+                ).status_code
+                == 200
+            )
+        assert (
+            gui(
+                server.client, {"type": "status", "message": "legacy line", "log_type": "progress"}
+            ).status_code
+            == 200
+        )
+        assert gui(server.client, {"type": "eta", "seconds": 120}).status_code == 200
+        assert gui(server.client, log_batch(0, [("a new run starts", "info")])).status_code == 200
+        assert gui(server.client, {"type": "finished", "message": "done"}).status_code == 200
+        assert heartbeat(server.client).status_code == 200
+        # Back after being offline: a new session, which takes over the old session's assignments.
+        server.clock.advance(server.settings.offline_after_s * 3)
+        assert heartbeat(server.client).status_code == 200
+    finally:
+        stop_recording(server)
+
+    explained = [s for s in statements if WRITE_STATEMENT.match(s)]
+    assert len(explained) > 30, statements  # the recording really saw the run
+    scans = {statement: found for statement in explained if (found := full_scans(server, statement))}
+    assert scans == {}
+    stored = server.context.db.read_sync(
+        lambda conn: conn.execute(text("SELECT count(*) FROM log_lines")).scalar()
+    )
+    assert stored == 8

@@ -29,3 +29,7 @@ class Conflict(ApiError):
 
 class TooLarge(ApiError):
     status_code = 413
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415

@@ -66,6 +66,32 @@ def test_bad_bodies_get_a_4xx_json_error_and_change_nothing(
     assert server.client.get("/api/super-studies").json() == []
 
 
+@pytest.mark.parametrize("path", ["/api/heartbeat", "/api/gui-update", "/api/gui-updates"])
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_ingest_bodies_must_be_declared_json(server: LiveServer, path: str, content_type: str | None) -> None:
+    """A browser's cross-site form post (no preflight) cannot feed a worker's log."""
+    body = json.dumps({"machineId": "m", "message": {"type": "status", "message": "hi"}})
+    headers = {"content-type": content_type} if content_type else {}
+    response = server.client.post(path, content=body, headers=headers)
+    if content_type is None:
+        # httpx sends no Content-Type for raw content; the refusal must be the same.
+        assert "content-type" not in response.request.headers
+    assert response.status_code == 415, response.text
+    assert response.json() == {"error": "Content-Type must be application/json"}
+    assert counts(server) == (0, 0)
+    ok = server.client.post(path, content=body, headers={"content-type": "application/json; charset=utf-8"})
+    # The same body declared as JSON gets past the media type check (the batch call wants `updates`).
+    assert ok.status_code == (422 if path == "/api/gui-updates" else 200), ok.text
+
+
+def test_empty_ingest_body_is_malformed_json(server: LiveServer) -> None:
+    response = server.client.post(
+        "/api/gui-update", content=b"", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json() == {"error": "Malformed JSON body"}
+
+
 def test_huge_strings_are_refused(server: LiveServer) -> None:
     huge = "x" * 100_000
     response = server.client.post(

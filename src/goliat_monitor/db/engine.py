@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -31,6 +32,9 @@ T = TypeVar("T")
 
 MAX_GROUP = 256
 """Most writes committed in one transaction; bounds the latency one commit adds to the next."""
+
+CHECKPOINT_INTERVAL_S = 0.25
+"""How often the SQLite checkpointer copies committed pages from the WAL into the database file."""
 
 RETRIES = 4
 """Attempts for a write that hit a unique-key race or a deadlock with another writer or replica."""
@@ -51,8 +55,30 @@ def _is_retryable(exc: BaseException) -> bool:
 
 @dataclass
 class _Write:
+    """One queued write and whoever waits for it: a thread (`future`) or an event loop (`waiter`)."""
+
     fn: Callable[[Connection], Any]
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+    future: concurrent.futures.Future[Any] | None = None
+    waiter: asyncio.Future[Any] | None = None
+
+    def settle(self, ok: bool, value: Any) -> None:
+        """Thread side only: async waiters are settled in `_wake_loops`, all at once."""
+        if self.future is not None and not self.future.done():
+            if ok:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(value)
+
+
+def _settle_waiters(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """Runs on the event loop: hand every waiting request its write's outcome."""
+    for waiter, ok, value in outcomes:
+        if waiter.done():  # the request was cancelled (client gone); the write still happened
+            continue
+        if ok:
+            waiter.set_result(value)
+        else:
+            waiter.set_exception(value)
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -88,6 +114,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         # A second server process or a CLI command may hold the write lock for a moment.
         cursor.execute("PRAGMA busy_timeout=30000")
+        # A WAL file left behind by a checkpoint is cut back to this size instead of keeping its peak.
+        cursor.execute("PRAGMA journal_size_limit=67108864")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -108,6 +136,13 @@ class Database:
         if self.is_sqlite:
             write_threads = 1
         self.engine = make_engine(url, pool_size=write_threads + read_threads)
+        self._stopping = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if self.is_sqlite and ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="db-checkpointer", daemon=True
+            )
+            self._checkpointer.start()
         self._read_limiter = anyio.CapacityLimiter(read_threads)
         self._queues: list[queue.SimpleQueue[_Write | None]] = []
         self._threads: list[threading.Thread] = []
@@ -122,23 +157,31 @@ class Database:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def submit(
-        self, fn: Callable[[Connection], T], *, key: str | None = None
-    ) -> concurrent.futures.Future[T]:
-        """Queue a write. Writes with the same `key` run in one thread, in the order submitted."""
+    def _enqueue(self, item: _Write, key: str | None) -> None:
         if not self._threads:
             raise RuntimeError("database is closed")
-        item = _Write(fn)
         index = zlib.crc32(key.encode()) % len(self._queues) if key else 0
         self._queues[index].put(item)
-        return item.future
+
+    def enqueue(self, fn: Callable[[Connection], T], *, key: str | None = None) -> asyncio.Future[T]:
+        """Queue a write now, from the event loop; the future settles once it is committed.
+
+        Writes with the same `key` run in one thread, in the order they were queued. A writer wakes
+        the loop once per committed group, not once per write.
+        """
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Write(fn, waiter=waiter), key)
+        return waiter
 
     async def write(self, fn: Callable[[Connection], T], *, key: str | None = None) -> T:
         """Run `fn(connection)` in a write transaction; returns once it is committed."""
-        return await asyncio.wrap_future(self.submit(fn, key=key))
+        return await self.enqueue(fn, key=key)
 
     def write_sync(self, fn: Callable[[Connection], T], *, key: str | None = None) -> T:
-        return self.submit(fn, key=key).result()
+        """`write` for code that runs outside the event loop (CLI, background threads)."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._enqueue(_Write(fn, future=future), key)
+        return future.result()
 
     def _write_loop(self, q: queue.SimpleQueue[_Write | None]) -> None:
         conn: Connection | None = None
@@ -159,10 +202,43 @@ class Database:
                         break
                     group.append(item)
                 if conn is None or conn.closed or conn.invalidated:
-                    conn = self.engine.connect().execution_options(sqlite_immediate=True)
+                    conn = self._writer_connection()
                 self._commit_group(conn, group)
                 if stop:
                     return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _writer_connection(self) -> Connection:
+        conn = self.engine.connect().execution_options(sqlite_immediate=True)
+        if self._checkpointer is not None:
+            # The checkpointer thread does this connection's checkpoints. Left to itself, SQLite
+            # checkpoints inside whichever commit crosses 1,000 WAL pages: that commit then waits
+            # for two fsyncs (tens of ms here) while every GOLIAT message behind it queues up.
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA wal_autocheckpoint=0")  # outside any transaction
+        return conn
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL into the database file beside the writer, never inside one of its commits.
+
+        PASSIVE checkpoints take no lock a writer or a reader waits for; pages a reader still needs
+        stay in the WAL until the next round.
+        """
+        conn: Any = None
+        try:
+            while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    if conn is None:
+                        conn = self.engine.raw_connection()
+                    conn.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except Exception:  # a busy or vanished database file must not end the thread
+                    log.warning("WAL checkpoint failed; retrying", exc_info=True)
+                    if conn is not None:
+                        conn.invalidate()
+                        conn = None
         finally:
             if conn is not None:
                 conn.close()
@@ -181,15 +257,20 @@ class Database:
             log.exception("write group of %d failed to commit", len(group))
             if conn.invalidated:
                 conn.close()
-            for item in group:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            return
+            outcomes = [(item, False, exc) for item in group]
+        self._wake_loops(outcomes)
+
+    @staticmethod
+    def _wake_loops(outcomes: list[tuple[_Write, bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for item, ok, value in outcomes:
-            if ok:
-                item.future.set_result(value)
+            if item.waiter is None:
+                item.settle(ok, value)
             else:
-                item.future.set_exception(value)
+                by_loop.setdefault(item.waiter.get_loop(), []).append((item.waiter, ok, value))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop closed while its writes were committing
+                loop.call_soon_threadsafe(_settle_waiters, settled)
 
     @staticmethod
     def _run_in_savepoint(conn: Connection, cursor: Any, item: _Write) -> tuple[bool, Any]:
@@ -225,4 +306,8 @@ class Database:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads = []
+        self._stopping.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=30)
+            self._checkpointer = None
         self.engine.dispose()

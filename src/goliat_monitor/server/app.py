@@ -63,7 +63,15 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
     # The routers' routes go straight into the app's route list. `include_router` would wrap each
     # router in a lazily matched layer that cost ~250 µs per request here; the routes already
     # carry their prefix and their router's dependencies.
-    for router in (worker_api.router, studies_api.router, read_api.router, stream.router, pages.router):
+    routers = (
+        worker_api.ingest_router,
+        worker_api.router,
+        studies_api.router,
+        read_api.router,
+        stream.router,
+        pages.router,
+    )
+    for router in routers:
         app.router.routes.extend(router.routes)
     app.mount("/static", pages.VersionedStaticFiles(directory=pages.STATIC_DIR), name="static")
     _install_error_handlers(app)

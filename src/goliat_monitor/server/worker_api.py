@@ -29,6 +29,7 @@ from goliat_monitor.protocol import (
 )
 from goliat_monitor.server.auth import require_worker
 from goliat_monitor.server.context import ServerContext, get_context
+from goliat_monitor.server.lean_route import LeanJsonRoute
 from goliat_monitor.server.uploads import (
     ScreenshotKey,
     check_file_sizes,
@@ -38,6 +39,14 @@ from goliat_monitor.server.uploads import (
 )
 
 router = APIRouter(prefix="/api", tags=["worker protocol"], dependencies=[Depends(require_worker)])
+# Heartbeats and GUI updates arrive by the thousand per second: they skip FastAPI's per-request
+# dependency resolution and response re-validation (see lean_route).
+ingest_router = APIRouter(
+    prefix="/api",
+    tags=["worker protocol"],
+    dependencies=[Depends(require_worker)],
+    route_class=LeanJsonRoute,
+)
 
 MULTIPART_RESULTS = {
     "requestBody": {
@@ -77,7 +86,7 @@ MULTIPART_SCREENSHOTS = {
 }
 
 
-@router.post("/heartbeat", response_model=HeartbeatResponse)
+@ingest_router.post("/heartbeat", response_model=HeartbeatResponse)
 async def heartbeat(beat: Heartbeat, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """Register or refresh a worker; carries system info and, from the agent, utilisation figures."""
     clock = context.clock()
@@ -95,7 +104,7 @@ def _as_dict(update: GuiUpdate) -> dict[str, Any]:
     return data
 
 
-@router.post("/gui-update", response_model=OkResponse)
+@ingest_router.post("/gui-update", response_model=OkResponse)
 async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """One message from a worker's GUI queue: progress, logs, ETA, completion; unknown types are kept."""
     clock = context.clock()
@@ -107,7 +116,7 @@ async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_conte
     return {"success": True}
 
 
-@router.post("/gui-updates", response_model=GuiUpdateBatchResponse)
+@ingest_router.post("/gui-updates", response_model=GuiUpdateBatchResponse)
 async def gui_updates(body: GuiUpdateBatch, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """Many gui-update bodies in one request, applied in order: how an agent replays its spool.
 
@@ -116,11 +125,11 @@ async def gui_updates(body: GuiUpdateBatch, context: ServerContext = Depends(get
     """
     clock = context.clock()
     key = body.updates[0].machineId
-    futures = [
-        context.db.submit(partial(queries.record_gui_update, update_=_as_dict(update), clock=clock), key=key)
+    queued = [
+        context.db.enqueue(partial(queries.record_gui_update, update_=_as_dict(update), clock=clock), key=key)
         for update in body.updates
     ]
-    outcomes = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
     results = []
     for outcome in outcomes:
         if isinstance(outcome, ApiError):

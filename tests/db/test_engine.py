@@ -1,0 +1,100 @@
+"""The write path: group commit, per-write savepoints, wake-ups, and SQLite's WAL checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, text
+
+from goliat_monitor.db.engine import Database
+
+
+@pytest.fixture
+def database(tmp_path: Path):
+    db = Database(f"sqlite:///{tmp_path / 'engine.sqlite3'}")
+    db.write_sync(lambda conn: conn.exec_driver_sql("CREATE TABLE items (n INTEGER, blob TEXT)"))
+    yield db
+    db.close()
+
+
+def count(db: Database) -> int:
+    return db.read_sync(lambda conn: conn.execute(text("SELECT count(*) FROM items")).scalar_one())
+
+
+def test_concurrent_writes_each_settle_with_their_own_outcome(database: Database) -> None:
+    """Writes queued together commit together; a failing one rolls back alone and raises alone."""
+
+    def insert(n: int):
+        def write(conn: Connection) -> int:
+            conn.execute(text("INSERT INTO items (n) VALUES (:n)"), {"n": n})
+            if n % 10 == 3:
+                raise ValueError(f"refused {n}")
+            return n
+
+        return write
+
+    async def run() -> list[object]:
+        queued = [database.enqueue(insert(n), key="same") for n in range(100)]
+        return await asyncio.gather(*queued, return_exceptions=True)
+
+    outcomes = asyncio.run(run())
+    for n, outcome in enumerate(outcomes):
+        if n % 10 == 3:
+            assert isinstance(outcome, ValueError) and str(outcome) == f"refused {n}"
+        else:
+            assert outcome == n
+    stored = database.read_sync(
+        lambda conn: conn.execute(text("SELECT n FROM items ORDER BY rowid")).scalars().all()
+    )
+    assert stored == [n for n in range(100) if n % 10 != 3]
+
+
+def test_a_cancelled_waiter_does_not_undo_or_break_its_write(database: Database) -> None:
+    async def run() -> int:
+        waiter = database.enqueue(lambda conn: conn.execute(text("INSERT INTO items (n) VALUES (1)")))
+        waiter.cancel()  # the client went away before the commit
+        return await database.write(
+            lambda conn: conn.execute(text("SELECT count(*) FROM items")).scalar_one()
+        )
+
+    assert asyncio.run(run()) == 1
+
+
+def test_writer_leaves_checkpoints_to_the_checkpointer(database: Database, tmp_path: Path) -> None:
+    """Commits never wait for a checkpoint's fsyncs, yet the WAL still reaches the database file."""
+    autocheckpoint = database.write_sync(
+        lambda conn: conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    )
+    assert autocheckpoint == 0
+    path = tmp_path / "engine.sqlite3"
+    before = path.stat().st_size
+    payload = "x" * 4000
+    for _batch in range(10):
+        database.write_sync(
+            lambda conn: conn.execute(
+                text("INSERT INTO items (n, blob) VALUES (:n, :blob)"),
+                [{"n": n, "blob": payload} for n in range(100)],
+            )
+        )
+    # ~4 MB went into the WAL; only a checkpoint copies it into the main file.
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < before + 3_000_000:
+        assert time.monotonic() < deadline, "the checkpointer never copied the WAL into the database"
+        time.sleep(0.05)
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("SELECT count(*) FROM items").fetchone() == (1000,)
+
+
+def test_closing_stops_every_thread(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'closing.sqlite3'}")
+    db.write_sync(lambda conn: conn.exec_driver_sql("CREATE TABLE t (n INTEGER)"))
+    threads = [*db._threads, db._checkpointer]
+    assert all(thread is not None and thread.is_alive() for thread in threads)
+    db.close()
+    assert not any(thread is not None and thread.is_alive() for thread in threads)
+    with pytest.raises(RuntimeError, match="closed"):
+        db.write_sync(lambda conn: None)

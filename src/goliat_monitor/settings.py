@@ -81,7 +81,8 @@ class ServerSettings(BaseSettings):
     )
     write_threads: int = Field(
         0,
-        description="Threads that commit writes in groups; 0 picks 1 for SQLite and 4 for PostgreSQL.",
+        description="PostgreSQL: threads that commit writes in groups (0 picks 4). SQLite has one "
+        "writer, on the event loop.",
     )
 
     @field_validator("database_url")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, text
 
+from goliat_monitor.db import engine
 from goliat_monitor.db.engine import Database
 
 
@@ -98,3 +99,90 @@ def test_closing_stops_every_thread(tmp_path: Path) -> None:
     assert not any(thread is not None and thread.is_alive() for thread in threads)
     with pytest.raises(RuntimeError, match="closed"):
         db.write_sync(lambda conn: None)
+
+
+def test_a_write_lock_held_elsewhere_never_blocks_the_event_loop(database: Database, tmp_path: Path) -> None:
+    """SQLite writes run on the loop; while a CLI command holds the lock the loop keeps serving."""
+    other = sqlite3.connect(tmp_path / "engine.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO items (n) VALUES (-1)")
+
+    async def run() -> tuple[int, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        write = database.enqueue(lambda conn: conn.execute(text("INSERT INTO items (n) VALUES (1)")).rowcount)
+        await asyncio.sleep(0.3)
+        assert not write.done()  # waiting for the lock, without blocking the loop
+        ticks_while_locked = ticks
+        other.execute("COMMIT")
+        rowcount = await asyncio.wait_for(write, 5)
+        ticking.cancel()
+        return ticks_while_locked, rowcount
+
+    ticks_while_locked, rowcount = asyncio.run(run())
+    other.close()
+    assert ticks_while_locked >= 15  # ~30 possible in 0.3 s; a blocked loop would show 0
+    assert rowcount == 1
+    assert count(database) == 2
+
+
+def test_a_write_lock_never_released_fails_the_waiting_writes(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "LOCK_WAIT_S", 0.2)
+    other = sqlite3.connect(tmp_path / "engine.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def run() -> list[object]:
+        queued = [database.enqueue(lambda conn: conn.execute(text("INSERT INTO items (n) VALUES (1)")))]
+        queued.append(database.enqueue(lambda conn: conn.execute(text("INSERT INTO items (n) VALUES (2)"))))
+        return await asyncio.wait_for(asyncio.gather(*queued, return_exceptions=True), 5)
+
+    outcomes = asyncio.run(run())
+    other.execute("ROLLBACK")
+    other.close()
+    assert all(isinstance(outcome, engine.WriteLockBusy) for outcome in outcomes), outcomes
+    assert count(database) == 0
+
+
+def test_a_long_queue_commits_in_order_in_several_groups(database: Database) -> None:
+    async def run() -> list[int]:
+        queued = [
+            database.enqueue(
+                lambda conn, n=n: conn.execute(text("INSERT INTO items (n) VALUES (:n)"), {"n": n})
+            )
+            for n in range(engine.LOOP_GROUP * 3 + 5)
+        ]
+        await asyncio.gather(*queued)
+        return database.read_sync(
+            lambda conn: conn.execute(text("SELECT n FROM items ORDER BY rowid")).scalars().all()
+        )
+
+    assert asyncio.run(run()) == list(range(engine.LOOP_GROUP * 3 + 5))
+
+
+def test_closing_commits_what_is_still_queued(tmp_path: Path) -> None:
+    path = tmp_path / "queued.sqlite3"
+    db = Database(f"sqlite:///{path}")
+    db.write_sync(lambda conn: conn.exec_driver_sql("CREATE TABLE t (n INTEGER)"))
+
+    async def queue() -> None:
+        db.enqueue(lambda conn: conn.exec_driver_sql("INSERT INTO t VALUES (7)"))
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(queue())
+    loop.call_soon(loop.stop)  # the loop stops right after the task queued its write...
+    loop.run_forever()
+    assert task.done()
+    loop.close()  # ... so the write was never run by the loop
+    assert db.read_sync(lambda conn: conn.exec_driver_sql("SELECT count(*) FROM t").scalar()) == 0
+    db.close()
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("SELECT n FROM t").fetchall() == [(7,)]

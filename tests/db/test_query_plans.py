@@ -1,6 +1,6 @@
 """What a GOLIAT message costs must not grow with history: every statement it runs uses an index.
 
-The writer's SQLite connection records the statements a whole GOLIAT run makes (heartbeats, claim,
+Every SQLite connection records the statements a whole GOLIAT run makes (heartbeats, claim,
 progress, log batches, legacy status lines, finished), and each is then explained: a full scan
 of any table would make every message slower as a campaign goes on.
 """
@@ -8,10 +8,13 @@ of any table would make every message slower as a campaign goes on.
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.pool import Pool
 
 from tests.api.helpers import MACHINE, create_study, gui, heartbeat, log_batch
 from tests.conftest import LiveServer
@@ -19,15 +22,28 @@ from tests.conftest import LiveServer
 WRITE_STATEMENT = re.compile(r"^\s*(SELECT|UPDATE|DELETE|INSERT|WITH)\b", re.IGNORECASE)
 
 
-def record_statements(server: LiveServer, statements: list[str]) -> None:
-    def trace(conn: Any) -> None:
-        conn.connection.driver_connection.set_trace_callback(statements.append)
+class Recorder:
+    """Every SQLite connection opened while installed traces its statements; kept while `on`."""
 
-    server.context.db.write_sync(trace)
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.on = False
+
+    def _trace(self, sql: str) -> None:
+        if self.on:
+            self.statements.append(sql)
+
+    def __call__(self, dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.set_trace_callback(self._trace)
 
 
-def stop_recording(server: LiveServer) -> None:
-    server.context.db.write_sync(lambda conn: conn.connection.driver_connection.set_trace_callback(None))
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    recording = Recorder()
+    event.listen(Pool, "connect", recording)
+    yield recording
+    event.remove(Pool, "connect", recording)
 
 
 def full_scans(server: LiveServer, statement: str) -> list[str]:
@@ -39,11 +55,11 @@ def full_scans(server: LiveServer, statement: str) -> list[str]:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-def test_a_goliat_run_never_scans_a_table(server: LiveServer) -> None:
+def test_a_goliat_run_never_scans_a_table(make_server: Callable[..., LiveServer], recorder: Recorder) -> None:
+    server = make_server()  # after the recorder: its connections all trace
     study = create_study(server.client, count=2)
     heartbeat(server.client)  # a first message creates the session; the rest find it
-    statements: list[str] = []
-    record_statements(server, statements)
+    recorder.on = True
     try:
         assert heartbeat(server.client, gpuName="RTX", cpuCores=8).status_code == 200
         claimed = server.client.post(
@@ -82,10 +98,10 @@ def test_a_goliat_run_never_scans_a_table(server: LiveServer) -> None:
         server.clock.advance(server.settings.offline_after_s * 3)
         assert heartbeat(server.client).status_code == 200
     finally:
-        stop_recording(server)
+        recorder.on = False
 
-    explained = [s for s in statements if WRITE_STATEMENT.match(s)]
-    assert len(explained) > 30, statements  # the recording really saw the run
+    explained = [s for s in recorder.statements if WRITE_STATEMENT.match(s)]
+    assert len(explained) > 30, recorder.statements  # the recording really saw the run
     scans = {statement: found for statement in explained if (found := full_scans(server, statement))}
     assert scans == {}
     stored = server.context.db.read_sync(

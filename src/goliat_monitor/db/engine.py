@@ -1,21 +1,31 @@
 """Connections and transactions, the same way on SQLite and PostgreSQL.
 
-Writes go through `Database.write`: a few writer threads each take every write that is waiting,
-run each in its own savepoint, and commit them together (group commit). One slow fsync then serves
-a whole burst of GOLIAT messages, and on SQLite there is exactly one writer, so `database is locked`
-never happens inside the server. A write that fails rolls back to its savepoint and changes nothing,
-while the others in its group still commit. Reads run on a bounded thread pool with their own
-connections (WAL lets them proceed while a write is in progress).
+Writes go through `Database.write`: every write that is waiting runs in its own savepoint and
+they commit together (group commit), so one commit serves a whole burst of GOLIAT messages. A write
+that fails rolls back to its savepoint and changes nothing, while the others in its group still
+commit. Who runs the groups depends on the database:
+
+- SQLite is a library call of a few µs per statement. Its one writer runs on the event loop that
+  queued the writes, once per loop iteration. A writer thread would hand the GIL back and forth
+  with the loop around every statement; under load each handover waited up to the interpreter's
+  5 ms switch interval, and a group of 30 writes took 30 ms instead of 3. Another process holding
+  the write lock never blocks the loop: the group is retried a few ms later.
+- PostgreSQL statements are network round trips, so a few writer threads do them, sharded by key.
+
+Reads run on a bounded thread pool with their own connections (WAL lets SQLite readers proceed
+while a write is in progress).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
 import queue
 import threading
+import typing
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +41,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_GROUP = 256
-"""Most writes committed in one transaction; bounds the latency one commit adds to the next."""
+"""Most writes a PostgreSQL writer thread commits in one transaction."""
+
+LOOP_GROUP = 64
+"""Most writes SQLite's loop writer commits at once (~6 ms of the loop's time) before serving I/O."""
+
+LOCK_RETRY_S = 0.005
+LOCK_WAIT_S = 30.0
+"""How often and how long SQLite's loop writer tries again while another connection holds the lock."""
 
 CHECKPOINT_INTERVAL_S = 0.25
 """How often the SQLite checkpointer copies committed pages from the WAL into the database file."""
@@ -125,6 +142,12 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _leave_checkpoints_to_the_checkpointer(dbapi_connection: Any, _record: Any) -> None:
+    # Left to itself, SQLite checkpoints inside whichever commit crosses 1,000 WAL pages: that
+    # commit then waits for two fsyncs (50-80 ms here) while every GOLIAT message behind it queues.
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
 class Database:
     """The one way the server talks to its database."""
 
@@ -132,20 +155,24 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if write_threads <= 0:
-            write_threads = 1 if self.is_sqlite else 4
-        if self.is_sqlite:
-            write_threads = 1
-        self.engine = make_engine(url, pool_size=write_threads + read_threads)
+            write_threads = 4
+        self.engine = make_engine(url, pool_size=(2 if self.is_sqlite else write_threads) + read_threads)
+        self._read_limiter = anyio.CapacityLimiter(read_threads)
+        self._closed = False
         self._stopping = threading.Event()
         self._checkpointer: threading.Thread | None = None
-        if self.is_sqlite and ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
-            self._checkpointer = threading.Thread(
-                target=self._checkpoint_loop, name="db-checkpointer", daemon=True
-            )
-            self._checkpointer.start()
-        self._read_limiter = anyio.CapacityLimiter(read_threads)
+        self._loop_writer: _LoopWriter | None = None
         self._queues: list[queue.SimpleQueue[_Write | None]] = []
         self._threads: list[threading.Thread] = []
+        if self.is_sqlite:
+            self._loop_writer = _LoopWriter(self)
+            if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+                event.listen(self.engine, "connect", _leave_checkpoints_to_the_checkpointer)
+                self._checkpointer = threading.Thread(
+                    target=self._checkpoint_loop, name="db-checkpointer", daemon=True
+                )
+                self._checkpointer.start()
+            return
         for number in range(write_threads):
             q: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
             thread = threading.Thread(
@@ -157,20 +184,21 @@ class Database:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def _enqueue(self, item: _Write, key: str | None) -> None:
-        if not self._threads:
-            raise RuntimeError("database is closed")
-        index = zlib.crc32(key.encode()) % len(self._queues) if key else 0
-        self._queues[index].put(item)
-
     def enqueue(self, fn: Callable[[Connection], T], *, key: str | None = None) -> asyncio.Future[T]:
         """Queue a write now, from the event loop; the future settles once it is committed.
 
-        Writes with the same `key` run in one thread, in the order they were queued. A writer wakes
-        the loop once per committed group, not once per write.
+        Writes with the same `key` are committed in the order they were queued (on SQLite all
+        writes are). Call it from the event loop only.
         """
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Write(fn, waiter=waiter), key)
+        if self._closed:
+            raise RuntimeError("database is closed")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        item = _Write(fn, waiter=waiter)
+        if self._loop_writer is not None:
+            self._loop_writer.enqueue(item, loop)
+        else:
+            self._queue_for(key).put(item)
         return waiter
 
     async def write(self, fn: Callable[[Connection], T], *, key: str | None = None) -> T:
@@ -178,12 +206,27 @@ class Database:
         return await self.enqueue(fn, key=key)
 
     def write_sync(self, fn: Callable[[Connection], T], *, key: str | None = None) -> T:
-        """`write` for code that runs outside the event loop (CLI, background threads)."""
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._enqueue(_Write(fn, future=future), key)
-        return future.result()
+        """`write` for code outside the event loop (CLI, tests): commits in the calling thread.
+
+        On SQLite this is a second writer connection; SQLite's lock orders it with the loop's.
+        """
+        if self._closed:
+            raise RuntimeError("database is closed")
+        if self._loop_writer is None:
+            future: concurrent.futures.Future[T] = concurrent.futures.Future()
+            self._queue_for(key).put(_Write(fn, future=future))
+            return future.result()
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
+            ((_, ok, value),) = _commit_group(conn, [_Write(fn)])
+        if not ok:
+            raise value
+        return typing.cast(T, value)
+
+    def _queue_for(self, key: str | None) -> queue.SimpleQueue[_Write | None]:
+        return self._queues[zlib.crc32(key.encode()) % len(self._queues) if key else 0]
 
     def _write_loop(self, q: queue.SimpleQueue[_Write | None]) -> None:
+        """A PostgreSQL writer thread: commit whatever is waiting, as one group, until told to stop."""
         conn: Connection | None = None
         try:
             while True:
@@ -202,24 +245,13 @@ class Database:
                         break
                     group.append(item)
                 if conn is None or conn.closed or conn.invalidated:
-                    conn = self._writer_connection()
-                self._commit_group(conn, group)
+                    conn = self.engine.connect()
+                _wake_loops(_commit_group(conn, group))
                 if stop:
                     return
         finally:
             if conn is not None:
                 conn.close()
-
-    def _writer_connection(self) -> Connection:
-        conn = self.engine.connect().execution_options(sqlite_immediate=True)
-        if self._checkpointer is not None:
-            # The checkpointer thread does this connection's checkpoints. Left to itself, SQLite
-            # checkpoints inside whichever commit crosses 1,000 WAL pages: that commit then waits
-            # for two fsyncs (tens of ms here) while every GOLIAT message behind it queues up.
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            driver.execute("PRAGMA wal_autocheckpoint=0")  # outside any transaction
-        return conn
 
     def _checkpoint_loop(self) -> None:
         """Copy the WAL into the database file beside the writer, never inside one of its commits.
@@ -243,51 +275,6 @@ class Database:
             if conn is not None:
                 conn.close()
 
-    def _commit_group(self, conn: Connection, group: list[_Write]) -> None:
-        outcomes: list[tuple[_Write, bool, Any]] = []
-        try:
-            with conn.begin():
-                # Savepoints through the driver's cursor: SQLAlchemy's own cost ~200 µs each.
-                dbapi = conn.connection.driver_connection
-                assert dbapi is not None
-                cursor = dbapi.cursor()
-                for item in group:
-                    outcomes.append((item, *self._run_in_savepoint(conn, cursor, item)))
-        except Exception as exc:  # the commit itself failed: nothing in the group was stored
-            log.exception("write group of %d failed to commit", len(group))
-            if conn.invalidated:
-                conn.close()
-            outcomes = [(item, False, exc) for item in group]
-        self._wake_loops(outcomes)
-
-    @staticmethod
-    def _wake_loops(outcomes: list[tuple[_Write, bool, Any]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for item, ok, value in outcomes:
-            if item.waiter is None:
-                item.settle(ok, value)
-            else:
-                by_loop.setdefault(item.waiter.get_loop(), []).append((item.waiter, ok, value))
-        for loop, settled in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # the loop closed while its writes were committing
-                loop.call_soon_threadsafe(_settle_waiters, settled)
-
-    @staticmethod
-    def _run_in_savepoint(conn: Connection, cursor: Any, item: _Write) -> tuple[bool, Any]:
-        for attempt in range(RETRIES):
-            cursor.execute("SAVEPOINT gm_write")
-            try:
-                value = item.fn(conn)
-            except Exception as exc:
-                cursor.execute("ROLLBACK TO SAVEPOINT gm_write")
-                cursor.execute("RELEASE SAVEPOINT gm_write")
-                if _is_retryable(exc) and attempt < RETRIES - 1:
-                    continue
-                return False, exc
-            cursor.execute("RELEASE SAVEPOINT gm_write")
-            return True, value
-        raise AssertionError("unreachable")
-
     # -- reads --------------------------------------------------------------------------------
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
@@ -301,13 +288,173 @@ class Database:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Commit what is queued, stop the writer and checkpointer threads, close every connection."""
+        self._closed = True
         for q in self._queues:
             q.put(None)
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads = []
+        if self._loop_writer is not None:
+            self._loop_writer.close()
         self._stopping.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=30)
             self._checkpointer = None
         self.engine.dispose()
+
+
+_Outcome = tuple[_Write, bool, Any]
+
+
+class WriteLockBusy(Exception):
+    """Another connection holds SQLite's write lock; nothing of the group ran yet."""
+
+
+def _is_locked(exc: OperationalError) -> bool:
+    return "database is locked" in str(exc.orig) or "database is busy" in str(exc.orig)
+
+
+def _commit_group(conn: Connection, group: list[_Write]) -> list[_Outcome]:
+    """Run each write in its own savepoint and commit them together.
+
+    Raises `WriteLockBusy` when another connection holds SQLite's write lock (before anything ran).
+    """
+    try:
+        transaction = conn.begin()
+    except OperationalError as exc:
+        if conn.invalidated:
+            conn.close()
+        if _is_locked(exc):
+            raise WriteLockBusy(str(exc)) from exc
+        log.exception("write group of %d could not begin", len(group))
+        return [(item, False, exc) for item in group]
+    outcomes: list[_Outcome] = []
+    try:
+        with transaction:
+            # Savepoints through the driver's cursor: SQLAlchemy's own cost ~200 µs each.
+            dbapi = conn.connection.driver_connection
+            assert dbapi is not None
+            cursor = dbapi.cursor()
+            for item in group:
+                outcomes.append((item, *_run_in_savepoint(conn, cursor, item)))
+    except Exception as exc:  # the commit itself failed: nothing in the group was stored
+        log.exception("write group of %d failed to commit", len(group))
+        if conn.invalidated:
+            conn.close()
+        return [(item, False, exc) for item in group]
+    return outcomes
+
+
+def _run_in_savepoint(conn: Connection, cursor: Any, item: _Write) -> tuple[bool, Any]:
+    for attempt in range(RETRIES):
+        cursor.execute("SAVEPOINT gm_write")
+        try:
+            value = item.fn(conn)
+        except Exception as exc:
+            cursor.execute("ROLLBACK TO SAVEPOINT gm_write")
+            cursor.execute("RELEASE SAVEPOINT gm_write")
+            if _is_retryable(exc) and attempt < RETRIES - 1:
+                continue
+            return False, exc
+        cursor.execute("RELEASE SAVEPOINT gm_write")
+        return True, value
+    raise AssertionError("unreachable")
+
+
+def _wake_loops(outcomes: list[_Outcome]) -> None:
+    """From a writer thread: settle thread waiters now and each loop's waiters with one wake-up."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for item, ok, value in outcomes:
+        if item.waiter is None:
+            item.settle(ok, value)
+        else:
+            by_loop.setdefault(item.waiter.get_loop(), []).append((item.waiter, ok, value))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed while its writes were committing
+            loop.call_soon_threadsafe(_settle_waiters, settled)
+
+
+class _LoopWriter:
+    """SQLite's one writer, run on the event loop between the loop's other callbacks.
+
+    Writes queued during one loop iteration are committed as one group in the next; a long queue
+    is cut into groups of `LOOP_GROUP` with the loop's I/O in between. When another connection
+    holds the write lock (a CLI command, `write_sync`), the group waits `LOCK_RETRY_S` and tries
+    again, for up to `LOCK_WAIT_S`, instead of blocking the loop in SQLite's busy handler.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._pending: collections.deque[_Write] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+        self._conn: Connection | None = None
+        self._locked_since: float | None = None
+
+    def enqueue(self, item: _Write, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:  # a new loop (tests run several); an old one's queue moves along
+            self._loop, self._scheduled = loop, False
+        self._pending.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        count = min(len(self._pending), LOOP_GROUP)
+        group = [self._pending.popleft() for _ in range(count)]
+        try:
+            outcomes = _commit_group(self._connection(), group)
+        except WriteLockBusy as exc:
+            self._pending.extendleft(reversed(group))
+            if self._retry_later(exc):
+                return
+            outcomes = [(item, False, exc) for item in self._pending]
+            self._pending.clear()
+        self._locked_since = None
+        mine = [o for o in outcomes if o[0].waiter is not None and o[0].waiter.get_loop() is self._loop]
+        _settle_waiters([(item.waiter, ok, value) for item, ok, value in mine if item.waiter])
+        if len(mine) < len(outcomes):  # thread waiters, or waiters of an earlier loop
+            _wake_loops([o for o in outcomes if o not in mine])
+        if self._pending and not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _retry_later(self, exc: WriteLockBusy) -> bool:
+        assert self._loop is not None
+        now = self._loop.time()
+        if self._locked_since is None:
+            self._locked_since = now
+        if now - self._locked_since > LOCK_WAIT_S:
+            log.error("SQLite write lock held elsewhere for %.0f s; failing the waiting writes", LOCK_WAIT_S)
+            self._locked_since = None
+            return False
+        self._scheduled = True
+        self._loop.call_later(LOCK_RETRY_S, self._flush)
+        return True
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self._database.engine.connect().execution_options(sqlite_immediate=True)
+            driver = self._conn.connection.driver_connection
+            assert driver is not None
+            # Never wait inside SQLite's busy handler on the loop: `_retry_later` waits instead.
+            driver.execute("PRAGMA busy_timeout=0")
+        return self._conn
+
+    def close(self) -> None:
+        """Commit what is still queued (the loop may be gone already), then close the connection."""
+        if self._pending:
+            group = list(self._pending)
+            self._pending.clear()
+            try:
+                outcomes = _commit_group(self._connection(), group)
+            except WriteLockBusy as exc:
+                outcomes = [(item, False, exc) for item in group]
+            _wake_loops(outcomes)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -356,17 +356,17 @@ def _store_logs(
     values["log_max_sequence"] = max_sequence
     values["warning_count"] = warning_count + warnings
     values["error_count"] = error_count + errors
-    Raw(conn).many(
-        "INSERT INTO log_lines (worker_id, ord, ts, log_type, message)"
-        " VALUES (:worker_id, :ord, :ts, :log_type, :message)",
+    Raw(conn).insert(
+        "log_lines",
+        ("worker_id", "ord", "ts", "log_type", "message"),
         [
-            {
-                "worker_id": worker["id"],
-                "ord": gui_state.order_key(run, sequence, base + position),
-                "ts": line.timestamp,
-                "log_type": line.log_type,
-                "message": line.message,
-            }
+            (
+                worker["id"],
+                gui_state.order_key(run, sequence, base + position),
+                line.timestamp,
+                line.log_type,
+                line.message,
+            )
             for position, line in enumerate(result.logs)
         ],
     )

@@ -89,6 +89,7 @@ def serve(log_level: str, access_log: bool, **options: Any) -> None:
         log_level=log_level,
         access_log=access_log,
         proxy_headers=True,
+        server_header=False,  # no need to tell the network which server software answers
     )
 
 

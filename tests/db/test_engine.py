@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -186,3 +187,29 @@ def test_closing_commits_what_is_still_queued(tmp_path: Path) -> None:
     db.close()
     with sqlite3.connect(path) as plain:
         assert plain.execute("SELECT n FROM t").fetchall() == [(7,)]
+
+
+def test_writes_from_a_second_running_loop_are_refused(database: Database) -> None:
+    """One connection, one loop: a second loop must use write_sync instead of racing the first."""
+    first = asyncio.new_event_loop()
+    thread = threading.Thread(target=first.run_forever, daemon=True)
+    thread.start()
+    try:
+
+        async def write_one() -> object:
+            return await database.write(
+                lambda conn: conn.execute(text("INSERT INTO items (n) VALUES (1)")).rowcount
+            )
+
+        assert asyncio.run_coroutine_threadsafe(write_one(), first).result(5) == 1
+        with pytest.raises(RuntimeError, match="one event loop"):
+            asyncio.run(write_one())
+        assert (
+            database.write_sync(lambda conn: conn.execute(text("INSERT INTO items (n) VALUES (2)")).rowcount)
+            == 1
+        )
+    finally:
+        first.call_soon_threadsafe(first.stop)
+        thread.join(5)
+        first.close()
+    assert count(database) == 2

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.pool import Pool
 
+from goliat_monitor.db import queries
 from tests.api.helpers import MACHINE, create_study, gui, heartbeat, log_batch
 from tests.conftest import LiveServer
 
@@ -97,6 +98,22 @@ def test_a_goliat_run_never_scans_a_table(make_server: Callable[..., LiveServer]
         # Back after being offline: a new session, which takes over the old session's assignments.
         server.clock.advance(server.settings.offline_after_s * 3)
         assert heartbeat(server.client).status_code == 200
+        # An agent's message (with a messageId, kept a day for idempotency), then housekeeping.
+        assert (
+            gui(
+                server.client, {"type": "overall_progress", "current": 5, "total": 10}, messageId="m-1"
+            ).status_code
+            == 200
+        )
+        second = study["assignments"][1]["id"]
+        claimed = server.client.post(f"/api/assignments/{second}/claim", json={"machineId": MACHINE})
+        assert claimed.status_code == 200
+        server.clock.advance(server.settings.lease_timeout_s * 2)  # ... and then silence
+        clock = server.context.clock()
+        db = server.context.db
+        assert db.write_sync(lambda conn: queries.requeue_expired_leases(conn, clock, queries.Changes())) == 1
+        forgotten = db.write_sync(lambda conn: queries.forget_old_message_ids(conn, clock.now + 1))
+        assert forgotten == 1
     finally:
         recorder.on = False
 

@@ -421,6 +421,10 @@ class _LoopWriter:
 
     def enqueue(self, item: _Write, loop: asyncio.AbstractEventLoop) -> None:
         if loop is not self._loop:  # a new loop (tests run several); an old one's queue moves along
+            if self._loop is not None and self._loop.is_running():
+                raise RuntimeError(
+                    "SQLite writes come from one event loop at a time; use write_sync elsewhere"
+                )
             self._loop, self._scheduled = loop, False
         self._pending.append(item)
         if not self._scheduled:

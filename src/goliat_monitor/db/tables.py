@@ -135,6 +135,8 @@ received_messages = Table(
     Column("machine_id", String(255), primary_key=True),
     Column("message_id", String(64), primary_key=True),
     Column("received_at", Float, nullable=False),
+    # Housekeeping forgets ids older than a day; without this it read the whole table every 5 s.
+    Index("ix_received_messages_received_at", "received_at"),
 )
 
 screenshots = Table(

@@ -7,15 +7,16 @@ missing PostgreSQL is a test failure, never a skip.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
@@ -25,6 +26,8 @@ import uvicorn
 from goliat_monitor.server.app import create_app
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.settings import ServerSettings
+
+T = TypeVar("T")
 
 PG_ADMIN_URL = os.environ.get("GOLIAT_MONITOR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
@@ -98,15 +101,26 @@ class LiveServer:
     context: ServerContext
     clock: FakeClock
     client: httpx.Client
+    loop: asyncio.AbstractEventLoop
 
     @property
     def settings(self) -> ServerSettings:
         return self.context.settings
 
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a server-side coroutine (a background service step) on the server's own loop."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
+
 
 class _ThreadedServer(uvicorn.Server):
+    loop: asyncio.AbstractEventLoop | None = None
+
     def install_signal_handlers(self) -> None:  # the test runner owns signals
         pass
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets)
 
 
 def start_server(
@@ -131,6 +145,7 @@ def start_server(
         thread.join(timeout=10)
         sock.close()
 
+    app.state.loop = server.loop  # where the server's writes and services run
     return f"http://127.0.0.1:{port}", app, stop
 
 
@@ -147,7 +162,7 @@ def make_server(tmp_path: Path, backend: str | None) -> Iterator[Callable[..., L
         stops.append(stop)
         client = httpx.Client(base_url=url, timeout=30)
         clients.append(client)
-        return LiveServer(url, app.state.context, clock, client)
+        return LiveServer(url, app.state.context, clock, client, app.state.loop)
 
     yield make
     for client in clients:

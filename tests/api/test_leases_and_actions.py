@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from goliat_monitor.server import services
@@ -20,7 +19,7 @@ def study(server: LiveServer, study_id: str) -> dict:
 
 
 def expire(server: LiveServer) -> int:
-    return asyncio.run(services.expire_leases(server.context))
+    return server.run(services.expire_leases(server.context))
 
 
 def test_lapsed_lease_goes_back_to_pending_and_the_next_worker_gets_it(server: LiveServer) -> None:

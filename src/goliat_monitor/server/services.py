@@ -10,6 +10,8 @@ import asyncio
 import logging
 import random
 
+from sqlalchemy import Connection
+
 from goliat_monitor.db import queries
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.fanout import Fanout, conninfo
@@ -18,6 +20,7 @@ log = logging.getLogger(__name__)
 
 LEASE_CHECK_S = 5.0
 MESSAGE_ID_TTL_S = 24 * 3600.0
+FORGET_ROUNDS = 20
 
 
 def start(context: ServerContext) -> list[asyncio.Task[None]]:
@@ -34,17 +37,33 @@ async def expire_leases(context: ServerContext) -> int:
     """Hand lapsed assignments back to PENDING (or FAILED past max attempts); forget old message ids."""
     clock = context.clock()
 
-    def step(conn: object) -> tuple[int, queries.Changes]:
+    def step(conn: Connection) -> tuple[int, queries.Changes]:
         changes = queries.Changes()
-        count = queries.requeue_expired_leases(conn, clock, changes)  # type: ignore[arg-type]
-        queries.forget_old_message_ids(conn, clock.now - MESSAGE_ID_TTL_S)  # type: ignore[arg-type]
+        count = queries.requeue_expired_leases(conn, clock, changes)
         return count, changes
 
     count, changes = await context.db.write(step)
     if count:
         log.info("requeued %d assignment(s) whose lease expired", count)
     context.publish(changes)
+    await forget_message_ids(context)
     return count
+
+
+async def forget_message_ids(context: ServerContext) -> int:
+    """Forget message ids older than a day, one bounded write at a time.
+
+    Each round is its own write, so live GOLIAT messages are committed between rounds; up to
+    `FORGET_ROUNDS` rounds per call keep up with 20,000 agent messages a second.
+    """
+    older_than = context.now() - MESSAGE_ID_TTL_S
+    total = 0
+    for _ in range(FORGET_ROUNDS):
+        forgotten = await context.db.write(lambda conn: queries.forget_old_message_ids(conn, older_than))
+        total += forgotten
+        if forgotten < queries.FORGET_BATCH:
+            break
+    return total
 
 
 async def _every(interval: float, action: object) -> None:

@@ -446,10 +446,16 @@ class _LoopWriter:
             outcomes = [(item, False, exc) for item in self._pending]
             self._pending.clear()
         self._locked_since = None
-        mine = [o for o in outcomes if o[0].waiter is not None and o[0].waiter.get_loop() is self._loop]
-        _settle_waiters([(item.waiter, ok, value) for item, ok, value in mine if item.waiter])
-        if len(mine) < len(outcomes):  # thread waiters, or waiters of an earlier loop
-            _wake_loops([o for o in outcomes if o not in mine])
+        here: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        elsewhere: list[_Outcome] = []  # thread waiters, or waiters of an earlier loop
+        for item, ok, value in outcomes:
+            if item.waiter is not None and item.waiter.get_loop() is self._loop:
+                here.append((item.waiter, ok, value))
+            else:
+                elsewhere.append((item, ok, value))
+        _settle_waiters(here)
+        if elsewhere:
+            _wake_loops(elsewhere)
         if self._pending and not self._scheduled and self._loop is not None:
             self._scheduled = True
             self._loop.call_soon(self._flush)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi import APIRouter, Depends, Request
 
+from goliat_monitor.db import queries
 from goliat_monitor.protocol import GuiUpdate, OkResponse
 from goliat_monitor.server.auth import require_worker
 from goliat_monitor.server.context import ServerContext, get_context
@@ -76,3 +78,42 @@ def test_other_methods_get_the_frameworks_405(server: LiveServer) -> None:
     response = server.client.get("/api/gui-update")
     assert response.status_code == 405
     assert response.json() == {"error": "Method Not Allowed"}
+
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+def test_lean_answers_pass_the_edge_layers(make_server: Callable[..., LiveServer]) -> None:
+    server = make_server(worker_token="w-secret")
+    body = {"machineId": "10.0.0.9", "message": {"type": "status", "message": "hi"}}
+    answers = [
+        server.client.post("/t/w-secret/api/gui-update", json=body),  # token prefix stripped
+        server.client.post("/api/gui-update", json=body, headers={"X-API-Key": "w-secret"}),
+        server.client.post("/api/gui-update", json=body),  # no token
+        server.client.post("/t/w-secret/api/gui-update", json={"machineId": ""}),  # invalid
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 401, 422]
+    for answer in answers:
+        assert answer.headers["content-security-policy"] == CSP
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["content-type"] == "application/json"
+
+
+def test_unexpected_failures_are_json_500s_with_security_headers(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(queries, "record_heartbeat", broken)  # a lean route
+    monkeypatch.setattr(queries, "list_workers", broken)  # a route through FastAPI's whole stack
+    for response in (
+        server.client.post("/api/heartbeat", json={"machineId": "10.0.0.9"}),
+        server.client.get("/api/workers"),
+    ):
+        assert response.status_code == 500
+        assert response.json() == {"error": "Internal server error"}
+        assert response.headers["content-security-policy"] == CSP

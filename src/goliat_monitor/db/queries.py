@@ -694,13 +694,7 @@ def requeue_expired_leases(conn: Connection, clock: Clock, changes: Changes) -> 
         else:
             values["completed_at"] = clock.now
         conn.execute(update(assignments).where(assignments.c.id == row["id"]).values(**values))
-        if row["worker_id"]:
-            conn.execute(
-                update(workers)
-                .where(workers.c.id == row["worker_id"], workers.c.current_assignment_id == row["id"])
-                .values(current_assignment_id=None)
-            )
-            changes.workers.add(row["worker_id"])
+        _release_worker(conn, row, changes)
         _record_event(
             conn,
             row["id"],

@@ -632,16 +632,7 @@ class _SimulatedStudy:
             self.step("Reload project", "run_reload_project", post, _RELOAD)
             logs.log("Project reloaded and results are available.", log_type="success", caller=post)
         study = self.study_class
-        logs.log(
-            "Run deliverables verified. Updating metadata.",
-            log_type="warning",
-            caller=f"{study}._verify_and_update_metadata",
-        )
-        logs.log(
-            "Updated metadata in config.json",
-            log_type="info",
-            caller="ProjectManager.update_simulation_metadata",
-        )
+        _log_metadata_update(logs, study, "Run")
         self.stage_complete("Running Simulation")
 
     def _isolve_banner(self, names: _Names) -> None:
@@ -765,16 +756,7 @@ class _SimulatedStudy:
             for label, task, caller, seconds in _EXTRACT_STEPS:
                 self.step(label, task, caller, seconds, extras.get(task))
             self._write_results(folder, results)
-        logs.log(
-            "Extract deliverables verified. Updating metadata.",
-            log_type="warning",
-            caller=f"{study}._verify_and_update_metadata",
-        )
-        logs.log(
-            "Updated metadata in config.json",
-            log_type="info",
-            caller="ProjectManager.update_simulation_metadata",
-        )
+        _log_metadata_update(logs, study, "Extract")
         logs.log(f"Saving project to {names.project}...", log_type="info", caller="ProjectManager.save")
         logs.raw("[Info]  Document produced by Sim4Life version 8.2.0.16876")
         logs.log("Project saved.", log_type="success", caller="ProjectManager.save")
@@ -829,6 +811,20 @@ class _SimulatedStudy:
             metadata = json.loads(meta_path.read_text(encoding="utf-8"))
             metadata.update(run_done=True, extract_done=True)
             meta_path.write_text(json.dumps(metadata, indent=4), encoding="utf-8")
+
+
+def _log_metadata_update(logs: _GoliatLogs, study: str, phase: str) -> None:
+    """The two lines GOLIAT prints after a phase's deliverables check (run or extract)."""
+    logs.log(
+        f"{phase} deliverables verified. Updating metadata.",
+        log_type="warning",
+        caller=f"{study}._verify_and_update_metadata",
+    )
+    logs.log(
+        "Updated metadata in config.json",
+        log_type="info",
+        caller="ProjectManager.update_simulation_metadata",
+    )
 
 
 def _fake_results(sim: Simulation, rng: random.Random) -> dict[str, Any]:

@@ -49,6 +49,8 @@ def test_the_demo_completes_a_campaign_and_stops_everything(tmp_path: Path) -> N
         if demo.poll() is None:
             demo.kill()
     reader.join(5)
+    assert demo.stdout is not None
+    demo.stdout.close()
     text = "".join(output)
     assert re.search(r"dashboard at http://127\.0\.0\.1:\d+/", text)
     assert "2 assignments, 48 simulations" in text

@@ -162,6 +162,8 @@ class StudyProcess:
                 self._on_lines([pending.decode("utf-8", errors="replace")], time.time())
             if raw is not None:
                 raw.close()
+            with contextlib.suppress(OSError):
+                stdout.close()  # the reader owns the pipe: at its end nothing else reads it
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit code, or None if the process is still running after `timeout` seconds."""

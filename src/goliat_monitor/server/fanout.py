@@ -48,19 +48,25 @@ class Fanout:
 
     async def run_sender(self) -> None:
         conn: psycopg.AsyncConnection[Any] | None = None
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            if not self._pending:
-                continue
-            events, self._pending, self._seen = self._pending, [], set()
-            try:
-                if conn is None or conn.closed:
-                    conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-                for payload in _payloads(self.origin, events):
-                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-            except psycopg.Error:
-                log.warning("could not notify other replicas; retrying", exc_info=True)
-                conn = None
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_S)
+                if not self._pending:
+                    continue
+                events, self._pending, self._seen = self._pending, [], set()
+                try:
+                    if conn is None or conn.closed:
+                        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                    for payload in _payloads(self.origin, events):
+                        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                except psycopg.Error:
+                    log.warning("could not notify other replicas; retrying", exc_info=True)
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                await conn.close()
 
     async def run_listener(self) -> None:
         while True:

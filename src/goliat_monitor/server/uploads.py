@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -16,6 +17,18 @@ from starlette.exceptions import HTTPException
 from goliat_monitor.errors import BadRequest, TooLarge
 
 MAX_PARTS = 2000
+
+
+async def close_form_afterwards(request: Request) -> AsyncIterator[None]:
+    """A route dependency that closes the parsed form's spooled files once the request is done.
+
+    `read_form` parses the body by hand (so a 404 can come before the parse), which FastAPI does
+    not know to clean up; without this every upload left its temporary files to the GC.
+    """
+    try:
+        yield
+    finally:
+        await request.close()
 
 
 async def read_form(request: Request) -> FormData:

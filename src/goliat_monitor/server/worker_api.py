@@ -33,6 +33,7 @@ from goliat_monitor.server.lean_route import LeanJsonRoute
 from goliat_monitor.server.uploads import (
     ScreenshotKey,
     check_file_sizes,
+    close_form_afterwards,
     form_text,
     guess_content_type,
     read_form,
@@ -142,7 +143,12 @@ async def gui_updates(body: GuiUpdateBatch, context: ServerContext = Depends(get
     return {"results": results}
 
 
-@router.post("/gui-screenshots", response_model=OkResponse, openapi_extra=MULTIPART_SCREENSHOTS)
+@router.post(
+    "/gui-screenshots",
+    response_model=OkResponse,
+    openapi_extra=MULTIPART_SCREENSHOTS,
+    dependencies=[Depends(close_form_afterwards)],
+)
 async def gui_screenshots(request: Request, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """The latest JPEG of each GUI tab (one file field per tab); older images are replaced."""
     form = await read_form(request)
@@ -210,7 +216,10 @@ async def next_assignment(
 
 
 @router.post(
-    "/assignments/{assignment_id}/results", response_model=OkResponse, openapi_extra=MULTIPART_RESULTS
+    "/assignments/{assignment_id}/results",
+    response_model=OkResponse,
+    openapi_extra=MULTIPART_RESULTS,
+    dependencies=[Depends(close_form_afterwards)],
 )
 async def upload_results(
     assignment_id: str, request: Request, context: ServerContext = Depends(get_context)

@@ -30,8 +30,8 @@ from goliat_monitor.settings import ServerSettings
 T = TypeVar("T")
 
 PG_ADMIN_URL = os.environ.get("GOLIAT_MONITOR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
-GOLIAT_CONFIGS = SHARED_DIR / "goliat-configs"
+# GOLIAT-style configs written for these tests (see tests/data/goliat-configs/README.md).
+TEST_CONFIGS = Path(__file__).resolve().parent / "data" / "goliat-configs"
 
 
 class FakeClock:
@@ -45,6 +45,22 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def goliat_configs() -> Path:
+    """GOLIAT's own configs, from the folder `GOLIAT_CONFIGS_DIR` names; without it the test is skipped.
+
+    Tests using this are an extra check against the real files: `TEST_CONFIGS` alone covers every
+    behaviour. A variable that names no folder fails, so a typo cannot turn the extra into skips.
+    """
+    folder = os.environ.get("GOLIAT_CONFIGS_DIR", "")
+    if not folder:
+        pytest.skip("GOLIAT_CONFIGS_DIR is not set (optional: a folder of GOLIAT's own configs)")
+    path = Path(folder)
+    if not path.is_dir():
+        pytest.fail(f"GOLIAT_CONFIGS_DIR={folder!r} is not a folder")
+    return path
 
 
 def _pg_connect(url: str) -> psycopg.Connection[Any]:

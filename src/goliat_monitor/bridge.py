@@ -2,7 +2,7 @@
 
 GOLIAT's bridge (``goliat/utils/gui_bridge.py``) forwards GUI messages to a monitoring server but
 drops whatever fails, sends log batches from a thread pool (so they arrive out of order) and
-throws away its queue on ``stop()``. This one speaks the same HTTP protocol (GOLIAT_PROTOCOL.md:
+throws away its queue on ``stop()``. This one speaks the same HTTP protocol (docs/goliat-protocol.md:
 ``/api/heartbeat``, ``/api/gui-update``, ``/api/gui-screenshots``) with the same public surface,
 and differs where that matters for a campaign running unattended for days:
 

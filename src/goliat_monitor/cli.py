@@ -126,57 +126,21 @@ def _split_strategy_names() -> tuple[str, ...]:
     return STRATEGIES
 
 
-def _split_read_json(path: object) -> object:
-    """Parse one JSON file; an unreadable file is a bad CONFIG (exit 2), not a traceback."""
-    import json
-    from pathlib import Path
-
-    file = Path(str(path))
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise click.BadParameter(f"cannot read {file}: {exc}", param_hint="CONFIG") from exc
-
-
-def _split_read_parents(config: object, directory: object) -> dict[str, dict[str, object]]:
-    """Read the `extends` chain from files next to CONFIG, keyed by the name as written.
-
-    A missing parent is left out (the split itself works on CONFIG as written; only the
-    simulation counts need the parent); a cycle stops the walk and is reported by the merge.
-    """
-    from pathlib import Path
-
-    parents: dict[str, dict[str, object]] = {}
-    current = config
-    while isinstance(current, dict) and isinstance(current.get("extends"), str):
-        name = current["extends"]
-        if name in parents:
-            break
-        candidates = [Path(str(directory)) / name]
-        if not name.endswith(".json"):
-            candidates.append(Path(str(directory)) / f"{name}.json")
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            break
-        current = _split_read_json(found)
-        if not isinstance(current, dict):
-            break
-        parents[name] = current
-    return parents
-
-
 def _split_file(
     config_path: str, strategy: str, num_splits: int | None, frequency_groups: str | None
 ) -> tuple[dict[str, Any], dict[str, Any], Any]:
     """Read CONFIG and its `extends` parents and split it; a refusal exits 2 with GOLIAT's reason."""
     from pathlib import Path
 
+    from goliat_monitor.config_files import read_config
+    from goliat_monitor.domain.campaign import ConfigError
     from goliat_monitor.domain.splitting import SplitError, split_config
 
-    config = _split_read_json(config_path)
-    if not isinstance(config, dict):
-        raise click.BadParameter(f"{config_path} must hold a JSON object", param_hint="CONFIG")
-    parents = _split_read_parents(config, Path(config_path).parent)
+    path = Path(config_path)
+    try:
+        config, parents = read_config(path.parent, path.name)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="CONFIG") from exc
     try:
         result = split_config(
             config, strategy, num_splits=num_splits, frequency_groups=frequency_groups, parents=parents

@@ -1,4 +1,4 @@
-"""Wire models of the HTTP protocol GOLIAT's client speaks (see GOLIAT_PROTOCOL.md).
+"""Wire models of the HTTP protocol GOLIAT's client speaks (see docs/goliat-protocol.md).
 
 Field names are GOLIAT's (camelCase outside, snake_case inside `message`). Every model accepts and
 ignores fields it does not know, so newer GOLIAT versions keep working; unknown message types are

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from goliat_monitor.agent.goliat_output import GoliatOutputParser, classify_style, strip_ansi
-
-SHARED_CONFIGS = Path(__file__).resolve().parents[3] / "shared" / "goliat-configs"
+from tests.conftest import TEST_CONFIGS
 
 Messages = list[dict[str, Any]]
 
@@ -495,8 +494,8 @@ def goliat_monitor_command() -> list[str]:
 
 
 def small_config(tmp_path: Path) -> Path:
-    """Four far-field simulations, extending GOLIAT's real base config."""
-    shutil.copy(SHARED_CONFIGS / "base_config.json", tmp_path / "base_config.json")
+    """Four far-field simulations, extending the test base config."""
+    shutil.copy(TEST_CONFIGS / "base_config.json", tmp_path / "base_config.json")
     config = tmp_path / "small_far_field.json"
     config.write_text(
         '{"extends": "base_config.json", "study_type": "far_field", "phantoms": ["thelonious"],'

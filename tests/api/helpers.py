@@ -1,4 +1,4 @@
-"""Payloads shaped exactly like GOLIAT's client sends them (see GOLIAT_PROTOCOL.md)."""
+"""Payloads shaped exactly like GOLIAT's client sends them (see docs/goliat-protocol.md)."""
 
 from __future__ import annotations
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
+from goliat_monitor.config_files import read_config
 from goliat_monitor.server import services
 from tests.api.helpers import create_study, gui, heartbeat
-from tests.conftest import GOLIAT_CONFIGS, LiveServer
+from tests.conftest import TEST_CONFIGS, LiveServer
 
 
 def pull(server: LiveServer, machine: str) -> dict | None:
@@ -214,13 +213,12 @@ def test_study_eta_from_throughput(server: LiveServer) -> None:
 
 
 def test_split_preview_on_the_server_matches_the_cli(server: LiveServer) -> None:
-    config = json.loads((GOLIAT_CONFIGS / "far_field_config.json").read_text())
-    base = json.loads((GOLIAT_CONFIGS / "base_config.json").read_text())
+    config, parents = read_config(TEST_CONFIGS, "far_field_config.json")
     preview = server.client.post(
         "/api/super-studies/split",
         json={
             "config": config,
-            "parentConfigs": {"base_config.json": base},
+            "parentConfigs": parents,
             "strategy": "auto",
             "numSplits": 8,
         },
@@ -234,12 +232,12 @@ def test_split_preview_on_the_server_matches_the_cli(server: LiveServer) -> None
         json={
             "name": "from-browser",
             "baseConfig": config,
-            "parentConfigs": {"base_config.json": base},
+            "parentConfigs": parents,
             "assignments": data["assignments"],
         },
     ).json()
     assert [a["size"] for a in created["assignments"]] == [a["size"] for a in data["assignments"]]
-    assert created["parentConfigs"] == {"base_config.json": base}
+    assert created["parentConfigs"] == parents == {"base_config.json": parents["base_config.json"]}
     refused = server.client.post("/api/super-studies/split", json={"config": config, "strategy": "scenario"})
     assert refused.status_code == 400 and refused.json()["error"]
     unknown = server.client.post("/api/super-studies/split", json={"config": config, "strategy": "nope"})
@@ -247,7 +245,7 @@ def test_split_preview_on_the_server_matches_the_cli(server: LiveServer) -> None
 
 
 def test_sizes_are_counted_for_goliat_created_studies(server: LiveServer) -> None:
-    config = json.loads((GOLIAT_CONFIGS / "far_field_config.json").read_text())
+    config, _parents = read_config(TEST_CONFIGS, "far_field_config.json")
     split = {**config, "phantoms": ["thelonious"], "frequencies_mhz": [700, 835]}
     created = server.client.post(
         "/api/super-studies",

@@ -9,11 +9,11 @@ from click.testing import CliRunner
 
 from goliat_monitor.cli import main
 from goliat_monitor.domain.splitting import split_config
-from tests.conftest import GOLIAT_CONFIGS, LiveServer
+from tests.conftest import TEST_CONFIGS, LiveServer
 
 
 def create(server: LiveServer, *args: str):
-    config = str(GOLIAT_CONFIGS / "far_field_config.json")
+    config = str(TEST_CONFIGS / "far_field_config.json")
     return CliRunner().invoke(main, ["super-study", "create", config, "--server", server.url, *args])
 
 
@@ -22,7 +22,7 @@ def test_cli_creates_the_same_study_goliat_would(server: LiveServer) -> None:
     assert result.exit_code == 0, result.output
     study = server.client.get("/api/super-studies", params={"name": "ff"}).json()[0]
     detail = server.client.get(f"/api/super-studies/{study['id']}").json()
-    config = json.loads((GOLIAT_CONFIGS / "far_field_config.json").read_text())
+    config = json.loads((TEST_CONFIGS / "far_field_config.json").read_text())
     expected = split_config(config, "auto", num_splits=8).configs
     assert [a["splitConfig"] for a in detail["assignments"]] == expected
     assert sum(a["size"] for a in detail["assignments"]) == 432

@@ -25,8 +25,9 @@ import pytest
 
 from goliat_monitor.agent.goliat_output import GoliatOutputParser
 from goliat_monitor.agent.runner import AGENT_PREFIX
+from goliat_monitor.config_files import read_config
 from goliat_monitor.domain.splitting import split_config
-from tests.conftest import GOLIAT_CONFIGS
+from tests.conftest import TEST_CONFIGS
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
 
@@ -154,7 +155,7 @@ def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
 
 
 def campaign(phantoms: list[str], frequencies: list[int], directions: list[str]) -> dict[str, Any]:
-    config = json.loads((GOLIAT_CONFIGS / "far_field_config.json").read_text())
+    config, _parents = read_config(TEST_CONFIGS, "far_field_config.json")
     config["phantoms"] = phantoms
     config["frequencies_mhz"] = frequencies
     config["far_field_setup"]["environmental"]["incident_directions"] = directions
@@ -165,7 +166,7 @@ def campaign(phantoms: list[str], frequencies: list[int], directions: list[str])
 def create_study(
     server: Server, config: dict[str, Any], splits: int, name: str = "campaign", **extra: Any
 ) -> dict[str, Any]:
-    parents = {"base_config.json": json.loads((GOLIAT_CONFIGS / "base_config.json").read_text())}
+    _config, parents = read_config(TEST_CONFIGS, "far_field_config.json")
     result = split_config(config, "auto", num_splits=splits, parents=parents)
     body = {
         "name": name,

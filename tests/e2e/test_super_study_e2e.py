@@ -24,7 +24,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import GOLIAT_CONFIGS
+from tests.conftest import TEST_CONFIGS
 
 pytestmark = pytest.mark.slow
 
@@ -99,14 +99,14 @@ def _healthy(url: str) -> bool:
 
 
 def write_campaign(folder: Path, frequencies: list[int]) -> Path:
-    """A real GOLIAT far-field config, narrowed to one simulation per frequency."""
+    """The far-field test config, narrowed to one simulation per frequency, its parent beside it."""
     folder.mkdir(parents=True, exist_ok=True)
-    config = json.loads((GOLIAT_CONFIGS / "far_field_config.json").read_text())
+    config = json.loads((TEST_CONFIGS / "far_field_config.json").read_text())
     config["phantoms"] = ["thelonious"]
     config["frequencies_mhz"] = frequencies
     config["far_field_setup"]["environmental"]["incident_directions"] = ["x_pos"]
     config["far_field_setup"]["environmental"]["polarizations"] = ["theta"]
-    (folder / "base_config.json").write_text((GOLIAT_CONFIGS / "base_config.json").read_text())
+    (folder / "base_config.json").write_text((TEST_CONFIGS / "base_config.json").read_text())
     path = folder / "campaign.json"
     path.write_text(json.dumps(config))
     return path

@@ -1,13 +1,14 @@
-"""`extends` merging and simulation enumeration, checked against GOLIAT's own configs and rules.
+"""`extends` merging and simulation enumeration, checked against GOLIAT's rules.
 
 Expected values are written out by hand from GOLIAT's code (`goliat/config/merge.py`, the far-
-and near-field study loops, `project_manager._build_project_path`), so a regression fails here.
+and near-field study loops, `project_manager._build_project_path`) for the configs in
+tests/data/goliat-configs, so a regression fails here. The tests taking `goliat_configs` repeat
+the counts on GOLIAT's own configs when GOLIAT_CONFIGS_DIR names them.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,61 +17,64 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from goliat_monitor.config_files import read_config
 from goliat_monitor.domain.campaign import (
     ConfigError,
     Simulation,
+    collect_parents,
     deep_merge,
     enumerate_simulations,
     merge_extends,
+    parse_config,
     spherical_directions,
 )
-
-CONFIGS = Path(__file__).parents[3] / "shared" / "goliat-configs"
-
-
-@pytest.fixture(scope="module")
-def parents() -> dict[str, dict[str, Any]]:
-    return {path.name: json.loads(path.read_text()) for path in CONFIGS.glob("*.json")}
+from tests.conftest import TEST_CONFIGS
 
 
-def merged(name: str, parents: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return merge_extends(parents[name], parents)
+def merged(name: str, folder: Path = TEST_CONFIGS) -> dict[str, Any]:
+    """A config of `folder` with its `extends` chain merged in."""
+    return merge_extends(*read_config(folder, name))
 
 
 def paths(config: dict[str, Any]) -> list[str]:
     return [sim.relative_path for sim in enumerate_simulations(config)]
 
 
-def test_shared_configs_are_found_relative_to_the_repo() -> None:
-    assert CONFIGS.is_dir()
-    assert {"base_config.json", "far_field_config.json", "near_field_config.json"} <= {
-        p.name for p in CONFIGS.glob("*.json")
-    }
-
-
 # --- merge_extends ----------------------------------------------------------------------------
 
 
-def test_merge_far_field_config_over_base(parents: dict[str, dict[str, Any]]) -> None:
-    config = merged("far_field_config.json", parents)
+def test_merge_far_field_config_over_base() -> None:
+    config = merged("far_field_config.json")
     # Dicts merge key by key: the child's values win, the parent's other keys stay.
     assert config["gridding_parameters"]["global_gridding"] == {
         "grid_mode": "manual",
         "manual_fallback_max_step_mm": 2.0,
     }
-    assert config["gridding_parameters"]["padding"]["padding_mode"] == "manual"
-    assert config["simulation_parameters"]["excitation_type"] == "Harmonic"  # parent only
-    assert config["simulation_parameters"]["bbox_padding_mm"] == 0  # child only
-    assert config["simulation_parameters"]["number_of_point_sensors"] == 0  # child wins over 2
-    assert config["execution_control"]["auto_cleanup_previous_results"] == ["output"]
-    assert config["execution_control"]["batch_run"] is False
-    assert config["extraction"]["point_sensors"] is True
+    assert config["gridding_parameters"]["padding"] == {"padding_mode": "automatic"}
+    assert config["execution_control"] == {
+        "do_setup": True,
+        "do_run": True,
+        "do_extract": True,
+        "only_write_input_file": False,
+        "batch_run": False,
+    }
+    assert config["simulation_parameters"] == {
+        "excitation_type": "Harmonic",
+        "simulation_time_multiplier": 3.0,
+        "number_of_point_sensors": 2,
+    }
     # GOLIAT merges the child into the parent: parent keys first, child-only keys after them.
-    assert list(config)[:3] == ["use_gui", "use_web", "extraction"]
-    assert list(config)[-6:] == [
+    assert list(config) == [
+        "use_gui",
+        "use_web",
+        "verbose",
+        "execution_control",
+        "extraction",
+        "simulation_parameters",
+        "gridding_parameters",
+        "solver_settings",
         "extends",
         "study_type",
-        "auto_induced",
         "phantoms",
         "frequencies_mhz",
         "far_field_setup",
@@ -144,6 +148,54 @@ def test_merge_cycle() -> None:
         merge_extends({"extends": "self"}, {"self.json": {"extends": "self.json"}})
 
 
+# --- collect_parents and parse_config: reading the chain from file texts ----------------------
+
+
+def test_collect_parents_walks_the_chain_keyed_as_written() -> None:
+    texts = {
+        "child.json": '{"extends": "parent"}',
+        "parent.json": '{"extends": "configs/base.json", "b": 2}',
+        "base.json": '{"a": 1}',
+        "unrelated.json": "not even JSON",
+    }
+    parents = collect_parents({"extends": "parent"}, texts)
+    assert parents == {"parent": {"extends": "configs/base.json", "b": 2}, "configs/base.json": {"a": 1}}
+    assert merge_extends({"extends": "parent", "c": 3}, parents) == {
+        "a": 1,
+        "extends": "parent",
+        "b": 2,
+        "c": 3,
+    }
+
+
+def test_collect_parents_stops_at_a_missing_parent_or_a_cycle() -> None:
+    assert collect_parents({"a": 1}, {"x.json": "{}"}) == {}
+    assert collect_parents({"extends": "gone.json"}, {}) == {}
+    chain = {"p.json": '{"extends": "q.json", "p": 1}', "q.json": '{"extends": "missing.json"}'}
+    assert collect_parents({"extends": "p"}, chain) == {
+        "p": {"extends": "q.json", "p": 1},
+        "q.json": {"extends": "missing.json"},
+    }
+    loop = {"a.json": '{"extends": "b"}', "b.json": '{"extends": "a.json"}'}
+    parents = collect_parents({"extends": "a.json"}, loop)
+    assert parents == {"a.json": {"extends": "b"}, "b": {"extends": "a.json"}}
+    with pytest.raises(ConfigError, match="cycle"):
+        merge_extends({"extends": "a.json"}, parents)
+
+
+def test_collect_parents_refuses_a_parent_that_is_no_object() -> None:
+    with pytest.raises(ConfigError, match=r"cannot read config p\.json"):
+        collect_parents({"extends": "p.json"}, {"p.json": "{broken"})
+    with pytest.raises(ConfigError, match=r"config p\.json must hold a JSON object, got list"):
+        collect_parents({"extends": "p.json"}, {"p.json": "[1]"})
+
+
+def test_parse_config() -> None:
+    assert parse_config('{"a": [1]}', "x.json") == {"a": [1]}
+    with pytest.raises(ConfigError, match=r"config x\.json must hold a JSON object, got str"):
+        parse_config('"text"', "x.json")
+
+
 @given(
     st.recursive(
         st.none() | st.integers(0, 3) | st.text("ab", max_size=2),
@@ -168,8 +220,8 @@ def test_deep_merge_properties(child: dict[str, Any], parent: dict[str, Any]) ->
 # --- far field --------------------------------------------------------------------------------
 
 
-def test_far_field_config(parents: dict[str, dict[str, Any]]) -> None:
-    sims = enumerate_simulations(merged("far_field_config.json", parents))
+def test_far_field_config() -> None:
+    sims = enumerate_simulations(merged("far_field_config.json"))
     assert len(sims) == 4 * 9 * 6 * 2
     assert sims[0] == Simulation(
         study_type="far_field",
@@ -193,8 +245,8 @@ def test_far_field_config(parents: dict[str, dict[str, Any]]) -> None:
     assert len(set(sims)) == len(sims)
 
 
-def test_tutorial_5_parallel(parents: dict[str, dict[str, Any]]) -> None:
-    assert paths(merged("tutorial_5_parallel.json", parents)) == [
+def test_small_far_field() -> None:
+    assert paths(merged("far_field_small.json")) == [
         f"far_field/{phantom}/{freq}MHz/environmental_{direction}_{pol}"
         for phantom in ("thelonious", "eartha", "ella")
         for freq in (700, 900)
@@ -237,30 +289,17 @@ def test_run_tag_that_means_no_tag(tag: object) -> None:
     assert [s.case for s in enumerate_simulations(config)] == ["environmental_d_p"]
 
 
-def test_spherical_tessellation_from_goliat_defaults(parents: dict[str, dict[str, Any]]) -> None:
-    # goliat/config/defaults/test_spherical_tessellation.json, which extends far_field_config.json:
+def test_spherical_tessellation_through_an_extends_chain() -> None:
+    # far_field_tessellated.json extends far_field_config.json, which extends base_config.json:
     # the tessellation wins over the incident_directions the parent still contributes.
-    config = {
-        "extends": "far_field_config.json",
-        "phantoms": ["thelonious"],
-        "frequencies_mhz": [700],
-        "far_field_setup": {
-            "type": "environmental",
-            "environmental": {
-                "spherical_tessellation": {"theta_divisions": 2, "phi_divisions": 4},
-                "polarizations": ["theta"],
-            },
-        },
-    }
-    full = merge_extends(config, parents)
+    full = merged("far_field_tessellated.json")
     assert full["far_field_setup"]["environmental"]["incident_directions"][0] == "x_pos"
-    assert [s.case for s in enumerate_simulations(full)] == [
-        "environmental_0_0_theta",
-        "environmental_90_0_theta",
-        "environmental_90_90_theta",
-        "environmental_90_180_theta",
-        "environmental_90_270_theta",
-        "environmental_180_0_theta",
+    assert full["use_gui"] is True  # from the grandparent
+    directions = ["0_0", "90_0", "90_90", "90_180", "90_270", "180_0"]
+    assert paths(full) == [
+        f"far_field/thelonious/{freq}MHz/environmental_{direction}_theta"
+        for freq in (700, 2450)
+        for direction in directions
     ]
 
 
@@ -310,18 +349,20 @@ def test_unknown_study_type(study_type: object) -> None:
 # --- near field -------------------------------------------------------------------------------
 
 ORIENTATIONS = ("vertical", "horizontal")
-FRONT = [f"front_of_eyes_{p}_{o}" for p in ("center", "left", "right", "down") for o in ORIENTATIONS]
-CHEEK = [f"by_cheek_tragus_{kind}_{tilt}" for kind in ("cheek", "tilt") for tilt in ("base", "up", "down")]
-BELLY = [f"by_belly_{p}_{o}" for p in ("center", "left", "right", "up") for o in ORIENTATIONS]
+FRONT = [f"front_of_eyes_{p}_{o}" for p in ("center", "left", "right") for o in ORIENTATIONS]
+CHEEK = ["by_cheek_tragus_cheek", "by_cheek_tragus_tilt"]
+BELLY = [f"by_belly_{p}_{o}" for p in ("center", "up") for o in ORIENTATIONS]
 
 
-def test_near_field_config(parents: dict[str, dict[str, Any]]) -> None:
-    sims = enumerate_simulations(merged("near_field_config.json", parents))
-    assert len(sims) == 2 * 8 * (8 + 6 + 8)
-    assert [s.case for s in sims[:22]] == FRONT + CHEEK + BELLY
-    assert {s.frequency_mhz for s in sims[:22]} == {700}
-    assert sims[22].relative_path == "near_field/thelonious/835MHz/front_of_eyes_center_vertical"
-    assert sims[176].relative_path == "near_field/eartha/700MHz/front_of_eyes_center_vertical"
+def test_near_field_config() -> None:
+    sims = enumerate_simulations(merged("near_field_config.json"))
+    # Six antennas; thelonious has do_by_belly false, eartha runs all three scenarios.
+    assert len(sims) == 6 * (6 + 2) + 6 * (6 + 2 + 4)
+    assert [s.case for s in sims[:8]] == FRONT + CHEEK
+    assert {s.frequency_mhz for s in sims[:8]} == {700}
+    assert sims[8].relative_path == "near_field/thelonious/900MHz/front_of_eyes_center_vertical"
+    assert [s.case for s in sims[48:60]] == FRONT + CHEEK + BELLY
+    assert sims[48].relative_path == "near_field/eartha/700MHz/front_of_eyes_center_vertical"
     assert sims[-1] == Simulation(
         study_type="near_field",
         phantom="eartha",
@@ -333,17 +374,28 @@ def test_near_field_config(parents: dict[str, dict[str, Any]]) -> None:
     )
 
 
-def test_near_field_config_26ghz(parents: dict[str, dict[str, Any]]) -> None:
+def test_near_field_through_an_extends_chain() -> None:
+    # The scenarios and placements come from near_field_common (named without ".json").
     cases = [
         "front_of_eyes_center_vertical",
         "front_of_eyes_center_horizontal",
-        "by_cheek_tragus_cheek_base",
-        "by_cheek_tragus_tilt_base",
-        "by_belly_center_vertical",
-        "by_belly_center_horizontal",
+        "by_cheek_tragus_cheek",
+        "by_cheek_tragus_tilt",
     ]
-    assert paths(merged("near_field_config_26ghz.json", parents)) == [
+    assert paths(merged("near_field_single_antenna.json")) == [
         f"near_field/{phantom}/26000MHz/{case}" for phantom in ("thelonious", "eartha") for case in cases
+    ]
+
+
+def test_near_field_dict_phantoms_file() -> None:
+    # The phantoms' own entries hold their placements; zoe has none and front_of_eyes no
+    # orientations, so both imply no simulations.
+    assert paths(merged("near_field_dict_phantoms.json")) == [
+        f"near_field/{phantom}/{freq}MHz/by_belly_{position}_{orientation}"
+        for phantom in ("athena", "martin")
+        for freq in (900, 2450)
+        for position in ("center", "left")
+        for orientation in ORIENTATIONS
     ]
 
 
@@ -466,7 +518,8 @@ REMAINING_26GHZ = {
 }
 
 
-def test_26ghz_parallel_files_partition_the_remaining_campaign(parents: dict[str, dict[str, Any]]) -> None:
+def test_26ghz_parallel_files_partition_the_remaining_campaign() -> None:
+    _config, parents = read_config(TEST_CONFIGS, "near_field_config.json")  # base_config.json
     per_file = {
         name: enumerate_simulations(merge_extends(config, parents)) for name, config in PARALLEL_26GHZ.items()
     }
@@ -491,3 +544,41 @@ def test_26ghz_parallel_files_partition_the_remaining_campaign(parents: dict[str
     whole = enumerate_simulations(merge_extends(REMAINING_26GHZ, parents))
     assert len(whole) == 32  # "the remaining simulation matrix (32 sims)" in GOLIAT's commit message
     assert Counter(s for sims in per_file.values() for s in sims) == Counter(whole)
+
+
+# --- extra: GOLIAT's own configs (GOLIAT_CONFIGS_DIR) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "count", "first", "last"),
+    [
+        (
+            "far_field_config.json",
+            4 * 9 * 6 * 2,
+            "far_field/thelonious/450MHz/environmental_x_pos_theta",
+            "far_field/ella/5800MHz/environmental_z_neg_phi",
+        ),
+        (
+            "tutorial_5_parallel.json",
+            3 * 2 * 2 * 2,
+            "far_field/thelonious/700MHz/environmental_x_pos_theta",
+            "far_field/ella/900MHz/environmental_z_neg_phi",
+        ),
+        (
+            "near_field_config.json",
+            2 * 8 * (8 + 6 + 8),
+            "near_field/thelonious/700MHz/front_of_eyes_center_vertical",
+            "near_field/eartha/5800MHz/by_belly_up_horizontal",
+        ),
+        (
+            "near_field_config_26ghz.json",
+            2 * 6,
+            "near_field/thelonious/26000MHz/front_of_eyes_center_vertical",
+            "near_field/eartha/26000MHz/by_belly_center_horizontal",
+        ),
+    ],
+)
+def test_goliats_own_configs(goliat_configs: Path, name: str, count: int, first: str, last: str) -> None:
+    sims = paths(merged(name, goliat_configs))
+    assert (len(sims), sims[0], sims[-1]) == (count, first, last)
+    assert len(set(sims)) == count

@@ -24,8 +24,8 @@ from goliat_monitor.demo.simulated_study import (
     run_simulated_study,
 )
 from goliat_monitor.domain.campaign import enumerate_simulations
+from tests.conftest import TEST_CONFIGS
 
-SHARED_CONFIGS = Path(__file__).resolve().parents[3] / "shared" / "goliat-configs"
 RESULT_FILES = {
     "config.json",
     "progress.log",
@@ -39,8 +39,8 @@ FILE_RECORD = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} - (INFO|ER
 
 
 def write_config(folder: Path, **overrides: Any) -> Path:
-    """A small far-field config (2 simulations) extending GOLIAT's real base config."""
-    shutil.copy(SHARED_CONFIGS / "base_config.json", folder / "base_config.json")
+    """A small far-field config (2 simulations) extending the test base config."""
+    shutil.copy(TEST_CONFIGS / "base_config.json", folder / "base_config.json")
     config: dict[str, Any] = {
         "extends": "base_config",
         "study_type": "far_field",
@@ -163,11 +163,23 @@ def test_colours_follow_goliats_environment_rule(tmp_path: Path, monkeypatch: py
     assert "--- Starting Far-Field Study: study.json --- [FarFieldStudy._run_study]" in plain.splitlines()
 
 
-def test_near_field_config_from_goliat(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["near_field_single_antenna.json", "near_field_dict_phantoms.json"])
+def test_near_field_configs(tmp_path: Path, name: str) -> None:
+    shutil.copytree(TEST_CONFIGS, tmp_path, dirs_exist_ok=True)
+    config = tmp_path / name
+    total = len(result_folders(tmp_path, config))
+    assert total > 0
+    code, output = run(tmp_path, config)
+    assert code == 0
+    assert f"--- Starting Near-Field Study: {name} ---" in output
+    assert f"--- Processing Simulation {total}/{total}: " in output
+    for folder in result_folders(tmp_path, config):
+        assert (folder / "sar_results.json").is_file()
+
+
+def test_near_field_config_from_goliat(tmp_path: Path, goliat_configs: Path) -> None:
+    shutil.copytree(goliat_configs, tmp_path, dirs_exist_ok=True)
     config = tmp_path / "near_field_config_26ghz.json"
-    shutil.copy(SHARED_CONFIGS / "near_field_config_26ghz.json", config)
-    shutil.copy(SHARED_CONFIGS / "near_field_config.json", tmp_path / "near_field_config.json")
-    shutil.copy(SHARED_CONFIGS / "base_config.json", tmp_path / "base_config.json")
     code, output = run(tmp_path, config)
     assert code == 0
     assert "--- Starting Near-Field Study: near_field_config_26ghz.json ---" in output

@@ -11,8 +11,7 @@ from click.testing import CliRunner
 
 from goliat_monitor.cli import main
 from goliat_monitor.domain.splitting import split_config
-
-CONFIGS = Path(__file__).parents[3] / "shared" / "goliat-configs"
+from tests.conftest import TEST_CONFIGS as CONFIGS
 
 
 @pytest.fixture
@@ -21,7 +20,7 @@ def runner() -> CliRunner:
 
 
 def test_table(runner: CliRunner) -> None:
-    result = runner.invoke(main, ["split", str(CONFIGS / "tutorial_5_parallel.json"), "--by", "auto"])
+    result = runner.invoke(main, ["split", str(CONFIGS / "far_field_small.json"), "--by", "auto"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     rows = [line for line in lines if "phantoms:" in line]
@@ -37,24 +36,28 @@ def test_table(runner: CliRunner) -> None:
 
 
 def test_warnings_go_to_stderr(runner: CliRunner) -> None:
-    result = runner.invoke(main, ["split", str(CONFIGS / "near_field_config_26ghz.json")])  # auto, N=4
+    result = runner.invoke(main, ["split", str(CONFIGS / "near_field_single_antenna.json")])  # auto, N=4
     assert result.exit_code == 0
     assert "warning: cannot split into exactly 4 assignments, made 1" in result.stderr
     assert "warning" not in result.stdout
     assert "antennas: 26000" in result.stdout
+    # The size is counted through the chain near_field_common -> base_config.json beside it.
+    assert any(
+        "antennas: 26000" in line and line.rstrip("│ ").endswith("8") for line in result.stdout.splitlines()
+    )
 
 
 def test_json_prints_only_the_configs(runner: CliRunner) -> None:
     path = CONFIGS / "far_field_config.json"
-    groups = "5800;5200;3500;2140,2450;450,700,835"
+    groups = "5800;2450;3500;2100,1800;450,700,835"
     result = runner.invoke(
         main, ["split", str(path), "--by", "custom", "--frequency-groups", groups, "--json"]
     )
     assert result.exit_code == 0
     configs = json.loads(result.stdout)
     assert configs == split_config(json.loads(path.read_text()), "custom", frequency_groups=groups).configs
-    assert [c["frequencies_mhz"] for c in configs] == [[5800], [5200], [3500], [2140, 2450], [450, 700, 835]]
-    assert "warning: Frequencies [1450] from config are not assigned to any worker." in result.stderr
+    assert [c["frequencies_mhz"] for c in configs] == [[5800], [2450], [3500], [2100, 1800], [450, 700, 835]]
+    assert "warning: Frequencies [900] from config are not assigned to any worker." in result.stderr
 
 
 def test_num_splits(runner: CliRunner) -> None:
@@ -62,9 +65,9 @@ def test_num_splits(runner: CliRunner) -> None:
     result = runner.invoke(main, ["split", path, "--num-splits", "3", "--json"])
     assert result.exit_code == 0
     assert [list(c["antenna_config"]) for c in json.loads(result.stdout)] == [
-        ["700", "835", "1450"],
-        ["2140", "2450", "3500"],
-        ["5200", "5800"],
+        ["700", "900"],
+        ["1800", "2450"],
+        ["3500", "5800"],
     ]
 
 
@@ -94,6 +97,11 @@ def test_bad_input_exits_2(runner: CliRunner, tmp_path: Path) -> None:
     listed.write_text("[]")
     assert runner.invoke(main, ["split", str(listed)]).exit_code == 2
     assert runner.invoke(main, ["split", str(tmp_path / "missing.json")]).exit_code == 2
+    child = tmp_path / "child.json"
+    child.write_text('{"extends": "broken", "study_type": "far_field", "phantoms": ["a"]}')
+    bad_parent = runner.invoke(main, ["split", str(child), "--by", "phantom"])
+    assert bad_parent.exit_code == 2
+    assert "cannot read config broken.json" in bad_parent.stderr
     unknown = runner.invoke(main, ["split", str(CONFIGS / "far_field_config.json"), "--by", "mood"])
     assert unknown.exit_code == 2
 
@@ -120,8 +128,8 @@ def test_parents_are_read_next_to_config(runner: CliRunner, tmp_path: Path) -> N
 
 
 def test_missing_parent_still_splits(runner: CliRunner, tmp_path: Path) -> None:
-    shutil.copy(CONFIGS / "tutorial_5_parallel.json", tmp_path)
-    result = runner.invoke(main, ["split", str(tmp_path / "tutorial_5_parallel.json"), "--by", "frequency"])
+    shutil.copy(CONFIGS / "far_field_small.json", tmp_path)
+    result = runner.invoke(main, ["split", str(tmp_path / "far_field_small.json"), "--by", "frequency"])
     assert result.exit_code == 0
     assert "simulation counts are unknown" in result.stderr
     assert [line.rstrip("│ ")[-1] for line in result.stdout.splitlines() if "frequencies:" in line] == [
@@ -129,6 +137,6 @@ def test_missing_parent_still_splits(runner: CliRunner, tmp_path: Path) -> None:
         "?",
     ]
     as_json = runner.invoke(
-        main, ["split", str(tmp_path / "tutorial_5_parallel.json"), "--by", "frequency", "--json"]
+        main, ["split", str(tmp_path / "far_field_small.json"), "--by", "frequency", "--json"]
     )
     assert [c["frequencies_mhz"] for c in json.loads(as_json.stdout)] == [[700], [900]]

@@ -1,14 +1,15 @@
 """Splitting a campaign config into assignments, strategy by strategy, as GOLIAT's `super_study` does.
 
-Expected assignments are written out from GOLIAT's `cli/run_super_study.py`; the property tests
-check that every strategy that accepts a config covers each of its simulations exactly once.
+Expected assignments are written out from GOLIAT's split rules (see docs/goliat-protocol.md) for
+the configs in tests/data/goliat-configs; the property tests check that every strategy that
+accepts a config covers each of its simulations exactly once. The tests taking `goliat_configs`
+repeat a few checks on GOLIAT's own configs when GOLIAT_CONFIGS_DIR names them.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from goliat_monitor.config_files import read_config
 from goliat_monitor.domain.campaign import enumerate_simulations, merge_extends
 from goliat_monitor.domain.splitting import (
     STRATEGIES,
@@ -27,29 +29,26 @@ from goliat_monitor.domain.splitting import (
     split_config,
     split_evenly,
 )
+from tests.conftest import TEST_CONFIGS
 
-CONFIGS = Path(__file__).parents[3] / "shared" / "goliat-configs"
-FAR_FREQS = [450, 700, 835, 1450, 2140, 2450, 3500, 5200, 5800]
-GRIDDING = {
-    "450": 2.5,
-    "700": 2.5,
-    "835": 2.5,
-    "1450": 2.5,
-    "2140": 1.694,
-    "2450": 1.482,
-    "3500": 1.0,
-    "5200": 1.0,
-    "5800": 1.0,
-}
+FAR_FREQS = [450, 700, 835, 900, 1800, 2100, 2450, 3500, 5800]
+# far_field_config.json's per-frequency gridding: 1800 and 2100 MHz have no entry.
+GRIDDING = {"450": 3.0, "700": 2.5, "835": 2.5, "900": 2.0, "2450": 1.5, "3500": 1.0, "5800": 0.8}
+DIRECTIONS = ["x_pos", "x_neg", "y_pos", "y_neg", "z_pos", "z_neg"]
 
 
-@pytest.fixture(scope="module")
-def parents() -> dict[str, dict[str, Any]]:
-    return {path.name: json.loads(path.read_text()) for path in CONFIGS.glob("*.json")}
+def load(name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A test config as written and its `extends` parents."""
+    return read_config(TEST_CONFIGS, name)
 
 
-def split(name: str, parents: dict[str, dict[str, Any]], strategy: str, **kwargs: Any) -> SplitResult:
-    return split_config(parents[name], strategy, parents=parents, **kwargs)
+def written(name: str) -> dict[str, Any]:
+    return load(name)[0]
+
+
+def split(name: str, strategy: str, **kwargs: Any) -> SplitResult:
+    config, parents = load(name)
+    return split_config(config, strategy, parents=parents, **kwargs)
 
 
 def without(config: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -136,8 +135,8 @@ def test_parse_frequency_groups() -> None:
 # --- auto -------------------------------------------------------------------------------------
 
 
-def test_auto_tutorial_5(parents: dict[str, dict[str, Any]]) -> None:
-    result = split("tutorial_5_parallel.json", parents, "auto")
+def test_auto_small_far_field() -> None:
+    result = split("far_field_small.json", "auto")
     assert [(c["phantoms"], c["frequencies_mhz"]) for c in result.configs] == [
         (["thelonious", "eartha"], [700]),
         (["thelonious", "eartha"], [900]),
@@ -150,21 +149,19 @@ def test_auto_tutorial_5(parents: dict[str, dict[str, Any]]) -> None:
     assert result.total_size == 24
     assert result.warnings == []
     # Every other key is copied unchanged, in the same order.
-    written = parents["tutorial_5_parallel.json"]
-    for config in result.configs:
-        assert list(config) == list(written)
-        assert without(config, "phantoms", "frequencies_mhz") == without(
-            written, "phantoms", "frequencies_mhz"
-        )
+    config = written("far_field_small.json")
+    for piece in result.configs:
+        assert list(piece) == list(config)
+        assert without(piece, "phantoms", "frequencies_mhz") == without(config, "phantoms", "frequencies_mhz")
 
 
-def test_auto_far_field_config(parents: dict[str, dict[str, Any]]) -> None:
-    four = split("far_field_config.json", parents, "auto")
+def test_auto_far_field_config() -> None:
+    four = split("far_field_config.json", "auto")
     assert [c["phantoms"] for c in four.configs] == [["thelonious"], ["eartha"], ["duke"], ["ella"]]
     assert all(c["frequencies_mhz"] == FAR_FREQS for c in four.configs)
     assert [a.size for a in four.assignments] == [108] * 4
 
-    six = split("far_field_config.json", parents, "auto", num_splits=6)
+    six = split("far_field_config.json", "auto", num_splits=6)
     low, high = FAR_FREQS[:5], FAR_FREQS[5:]
     assert [(c["phantoms"], c["frequencies_mhz"]) for c in six.configs] == [
         (["thelonious", "eartha"], low),
@@ -179,10 +176,10 @@ def test_auto_far_field_config(parents: dict[str, dict[str, Any]]) -> None:
     assert all(c["gridding_parameters"]["global_gridding_per_frequency"] == GRIDDING for c in six.configs)
 
 
-def test_auto_near_field_config(parents: dict[str, dict[str, Any]]) -> None:
-    antennas = parents["near_field_config.json"]["antenna_config"]
-    four = split("near_field_config.json", parents, "auto")
-    expected = [["700", "835", "1450", "2140"], ["2450", "3500", "5200", "5800"]]
+def test_auto_near_field_config() -> None:
+    antennas = written("near_field_config.json")["antenna_config"]
+    four = split("near_field_config.json", "auto")
+    expected = [["700", "900", "1800"], ["2450", "3500", "5800"]]
     assert [(c["phantoms"], list(c["antenna_config"])) for c in four.configs] == [
         (["thelonious"], expected[0]),
         (["thelonious"], expected[1]),
@@ -191,29 +188,31 @@ def test_auto_near_field_config(parents: dict[str, dict[str, Any]]) -> None:
     ]
     assert four.configs[1]["antenna_config"]["5800"] == antennas["5800"]
     assert "frequencies_mhz" not in four.configs[0]
-    assert [a.size for a in four.assignments] == [88, 88, 88, 88]
-    assert four.assignments[0].summary == "phantoms: thelonious; antennas: 700, 835, 1450, 2140"
+    # thelonious skips by_belly (its do_by_belly is false): 8 simulations per antenna, eartha 12.
+    assert [a.size for a in four.assignments] == [24, 24, 36, 36]
+    assert four.assignments[0].summary == "phantoms: thelonious; antennas: 700, 900, 1800"
 
-    three = split("near_field_config.json", parents, "auto", num_splits=3)
+    three = split("near_field_config.json", "auto", num_splits=3)
     assert [list(c["antenna_config"]) for c in three.configs] == [
-        ["700", "835", "1450"],
-        ["2140", "2450", "3500"],
-        ["5200", "5800"],
+        ["700", "900"],
+        ["1800", "2450"],
+        ["3500", "5800"],
     ]
     assert all(c["phantoms"] == ["thelonious", "eartha"] for c in three.configs)
-    assert [a.size for a in three.assignments] == [132, 132, 88]
+    assert [a.size for a in three.assignments] == [40, 40, 40]
 
 
-def test_auto_falls_back_to_fewer_assignments_with_a_warning(parents: dict[str, dict[str, Any]]) -> None:
-    result = split("near_field_config_26ghz.json", parents, "auto")  # 2 phantoms, 1 antenna, N=4
+def test_auto_falls_back_to_fewer_assignments_with_a_warning() -> None:
+    result = split("near_field_single_antenna.json", "auto")  # 2 phantoms, 1 antenna, N=4
     assert len(result.assignments) == 1
     assert result.configs[0]["phantoms"] == ["thelonious", "eartha"]
-    assert [a.size for a in result.assignments] == [12]
+    assert [a.size for a in result.assignments] == [8]  # counted through the two-level extends chain
     assert len(result.warnings) == 1
     assert "cannot split into exactly 4 assignments, made 1" in result.warnings[0]
 
-    two = split("near_field_config_26ghz.json", parents, "auto", num_splits=2)
+    two = split("near_field_single_antenna.json", "auto", num_splits=2)
     assert [c["phantoms"] for c in two.configs] == [["thelonious"], ["eartha"]]
+    assert [a.size for a in two.assignments] == [4, 4]
     assert two.warnings == []
 
     config = {"study_type": "far_field", "phantoms": ["a"], "frequencies_mhz": [1, 2, 3]}
@@ -223,31 +222,31 @@ def test_auto_falls_back_to_fewer_assignments_with_a_warning(parents: dict[str, 
 
 
 def test_auto_keeps_dict_phantoms() -> None:
-    config = {
-        "study_type": "near_field",
-        "phantoms": {"athena": {"x": 1}, "martin": {"x": 2}, "zoe": {"x": 3}},
-        "antenna_config": {"900": {"p": 1}},
-    }
-    result = split_config(config, "auto", num_splits=3)
-    assert [c["phantoms"] for c in result.configs] == [
-        {"athena": {"x": 1}},
-        {"martin": {"x": 2}},
-        {"zoe": {"x": 3}},
-    ]
-    assert all(c["antenna_config"] == {"900": {"p": 1}} for c in result.configs)
+    phantoms = written("near_field_dict_phantoms.json")["phantoms"]
+    result = split("near_field_dict_phantoms.json", "auto", num_splits=3)
+    assert [c["phantoms"] for c in result.configs] == [{name: entry} for name, entry in phantoms.items()]
+    assert all(list(c["antenna_config"]) == ["900", "2450"] for c in result.configs)
+    # The phantoms' own entries hold their placements; zoe has none, so GOLIAT skips it.
+    assert [a.size for a in result.assignments] == [8, 8, 0]
+    assert any("assignment(s) [2] imply no simulations" in w for w in result.warnings)
 
 
-def test_auto_refusals(parents: dict[str, dict[str, Any]]) -> None:
-    far = parents["tutorial_5_parallel.json"]
+def test_auto_refusals() -> None:
+    far = written("far_field_small.json")
     with pytest.raises(SplitError, match="No phantoms found in config"):
         split_config(without(far, "phantoms"), "auto")
     with pytest.raises(SplitError, match="No frequencies found in config"):
         split_config({**far, "frequencies_mhz": []}, "auto")
     with pytest.raises(SplitError, match="No antennas found in config"):
-        split_config(without(parents["near_field_config.json"], "antenna_config"), "auto")
-    for bad in (0, -2):
+        split_config(without(written("near_field_config.json"), "antenna_config"), "auto")
+    for bad in (0, -2, True, 2.0):
         with pytest.raises(SplitError, match="at least 1"):
-            split_config(far, "auto", num_splits=bad)
+            split_config(far, "auto", num_splits=bad)  # type: ignore[arg-type]
+
+
+def test_config_must_be_an_object() -> None:
+    with pytest.raises(SplitError, match="a config must be a JSON object, got list"):
+        split_config([], "phantom")  # type: ignore[arg-type]
 
 
 def test_split_works_on_the_file_as_written() -> None:
@@ -259,12 +258,29 @@ def test_split_works_on_the_file_as_written() -> None:
         split_config(config, "auto", parents=parents)
     with pytest.raises(SplitError, match="'frequencies_mhz' is only defined in the parent"):
         split_config(config, "frequency", parents=parents)
+    for strategy in ("direction", "polarization"):
+        with pytest.raises(SplitError, match="'far_field_setup' is only defined in the parent"):
+            split_config({**config, "phantoms": ["a"]}, strategy, parents=parents)
+    with pytest.raises(SplitError, match=r"Frequency 700 not found .*'frequencies_mhz' is only defined"):
+        split_config(config, "custom", frequency_groups="700", parents=parents)
     # `phantom` on no phantoms is no refusal in GOLIAT: it makes an empty super study.
     result = split_config(config, "phantom", parents=parents)
     assert result.assignments == []
     assert result.warnings[0].startswith("no assignments were made: one assignment per phantom (0); the")
     assert "'phantoms' is only defined in the parent config" in result.warnings[0]
     assert "4 simulation(s) are in no assignment" in result.warnings[-1]
+
+
+def test_a_key_from_the_grandparent_chain_is_named_in_the_refusal() -> None:
+    # near_field_single_antenna.json inherits its scenarios from near_field_common(.json).
+    with pytest.raises(
+        SplitError, match="'placement_scenarios' is only defined in the parent config 'near_field_common'"
+    ):
+        split("near_field_single_antenna.json", "scenario")
+    config, parents = load("near_field_single_antenna.json")
+    with pytest.raises(SplitError, match=r"^No antennas found in config\.$"):
+        # The hint appears only when the parent chain defines the key.
+        split_config(without(config, "antenna_config"), "auto", parents=parents)
 
 
 def test_parent_dicts_undo_the_split() -> None:
@@ -285,8 +301,8 @@ def test_parent_dicts_undo_the_split() -> None:
     assert any("2 simulation run(s) are duplicated" in w for w in result.warnings)
 
 
-def test_sizes_unknown_without_the_parent(parents: dict[str, dict[str, Any]]) -> None:
-    result = split_config(parents["tutorial_5_parallel.json"], "phantom")
+def test_sizes_unknown_without_the_parent() -> None:
+    result = split_config(written("far_field_small.json"), "phantom")
     assert [a.size for a in result.assignments] == [None, None, None]
     assert result.total_size is None
     assert any("simulation counts are unknown" in w and "base_config.json" in w for w in result.warnings)
@@ -295,8 +311,8 @@ def test_sizes_unknown_without_the_parent(parents: dict[str, dict[str, Any]]) ->
 # --- one dimension at a time ------------------------------------------------------------------
 
 
-def test_phantom(parents: dict[str, dict[str, Any]]) -> None:
-    result = split("far_field_config.json", parents, "phantom")
+def test_phantom() -> None:
+    result = split("far_field_config.json", "phantom")
     assert [c["phantoms"] for c in result.configs] == [["thelonious"], ["eartha"], ["duke"], ["ella"]]
     assert [a.summary for a in result.assignments] == [
         "phantoms: thelonious",
@@ -304,50 +320,57 @@ def test_phantom(parents: dict[str, dict[str, Any]]) -> None:
         "phantoms: duke",
         "phantoms: ella",
     ]
-    near = split("near_field_config.json", parents, "phantom")
-    assert [a.size for a in near.assignments] == [176, 176]
-    old = split_config({"phantoms": {"athena": {"a": 1}, "martin": {}}}, "phantom")
-    assert old.configs == [{"phantoms": {"athena": {"a": 1}}}, {"phantoms": {"martin": {}}}]
+    assert [a.size for a in split("near_field_config.json", "phantom").assignments] == [48, 72]
+    legacy = split("near_field_dict_phantoms.json", "phantom")
+    phantoms = written("near_field_dict_phantoms.json")["phantoms"]
+    assert [c["phantoms"] for c in legacy.configs] == [{name: entry} for name, entry in phantoms.items()]
+    assert [a.size for a in legacy.assignments] == [8, 8, 0]
 
 
-def test_frequency(parents: dict[str, dict[str, Any]]) -> None:
-    result = split("far_field_config.json", parents, "frequency")
+def test_frequency() -> None:
+    result = split("far_field_config.json", "frequency")
     assert [c["frequencies_mhz"] for c in result.configs] == [[f] for f in FAR_FREQS]
     assert [a.size for a in result.assignments] == [48] * 9
     assert all(c["gridding_parameters"]["global_gridding_per_frequency"] == GRIDDING for c in result.configs)
     with pytest.raises(SplitError, match="No frequencies found in config for frequency splitting"):
-        split("near_field_config.json", parents, "frequency")
+        split("near_field_config.json", "frequency")
 
 
-def test_direction(parents: dict[str, dict[str, Any]]) -> None:
-    written = parents["far_field_config.json"]
-    result = split("far_field_config.json", parents, "direction")
-    directions = ["x_pos", "x_neg", "y_pos", "y_neg", "z_pos", "z_neg"]
+def test_direction() -> None:
+    config = written("far_field_config.json")
+    result = split("far_field_config.json", "direction")
     assert [c["far_field_setup"]["environmental"]["incident_directions"] for c in result.configs] == [
-        [d] for d in directions
+        [d] for d in DIRECTIONS
     ]
-    assert [a.summary for a in result.assignments] == [f"directions: {d}" for d in directions]
+    assert [a.summary for a in result.assignments] == [f"directions: {d}" for d in DIRECTIONS]
     assert [a.size for a in result.assignments] == [72] * 6
-    for config in result.configs:
-        assert config["far_field_setup"]["environmental"]["polarizations"] == ["theta", "phi"]
-        assert without(config, "far_field_setup") == without(written, "far_field_setup")
+    for piece in result.configs:
+        assert piece["far_field_setup"]["environmental"]["polarizations"] == ["theta", "phi"]
+        assert without(piece, "far_field_setup") == without(config, "far_field_setup")
     with pytest.raises(SplitError, match="Direction splitting is only supported for far-field studies"):
-        split("near_field_config.json", parents, "direction")
-    no_directions = copy.deepcopy(written)
-    del no_directions["far_field_setup"]["environmental"]["incident_directions"]
-    with pytest.raises(SplitError, match="No incident_directions found"):
-        split_config(no_directions, "direction")
+        split("near_field_config.json", "direction")
+    # The tessellated config writes no incident_directions of its own (its parent's are unused).
+    with pytest.raises(
+        SplitError, match=r"^No incident_directions found in config for direction splitting\.$"
+    ):
+        split("far_field_tessellated.json", "direction")
 
 
-def test_polarization(parents: dict[str, dict[str, Any]]) -> None:
-    result = split("far_field_config.json", parents, "polarization")
+def test_polarization() -> None:
+    result = split("far_field_config.json", "polarization")
     assert [c["far_field_setup"]["environmental"]["polarizations"] for c in result.configs] == [
         ["theta"],
         ["phi"],
     ]
     assert [a.size for a in result.assignments] == [216, 216]
+    tessellated = split("far_field_tessellated.json", "polarization")
+    assert [a.size for a in tessellated.assignments] == [12]
     with pytest.raises(SplitError, match="Polarization splitting is only supported for far-field studies"):
-        split("near_field_config.json", parents, "polarization")
+        split("near_field_config.json", "polarization")
+    no_polarizations = written("far_field_small.json")
+    no_polarizations["far_field_setup"]["environmental"]["polarizations"] = []
+    with pytest.raises(SplitError, match="No polarizations found in config for polarization splitting"):
+        split_config(no_polarizations, "polarization")
 
 
 def test_direction_uses_the_named_type_but_the_study_does_not() -> None:
@@ -396,40 +419,33 @@ def test_direction_with_spherical_tessellation_warns() -> None:
     assert any("spherical_tessellation is set" in w for w in result.warnings)
 
 
-def test_freq_x_pol(parents: dict[str, dict[str, Any]]) -> None:
-    result = split("far_field_config.json", parents, "freq_x_pol")
+def test_freq_x_pol() -> None:
+    result = split("far_field_config.json", "freq_x_pol")
     assert len(result.assignments) == 18
     assert [
         (c["frequencies_mhz"], c["far_field_setup"]["environmental"]["polarizations"])
         for c in result.configs[:5]
     ] == [([450], ["theta"]), ([450], ["phi"]), ([700], ["theta"]), ([700], ["phi"]), ([835], ["theta"])]
-    assert result.configs[5]["gridding_parameters"]["global_gridding_per_frequency"] == {"835": 2.5}
-    assert result.configs[-1]["gridding_parameters"]["global_gridding_per_frequency"] == {"5800": 1.0}
-    assert result.configs[-1]["gridding_parameters"]["global_gridding"]["manual_fallback_max_step_mm"] == 2.0
+    gridding = [c["gridding_parameters"]["global_gridding_per_frequency"] for c in result.configs]
+    assert gridding[5] == {"835": 2.5}
+    assert gridding[-1] == {"5800": 0.8}
+    # 1800 MHz has no entry: like GOLIAT, its assignments keep every entry.
+    assert result.configs[8]["frequencies_mhz"] == [1800]
+    assert gridding[8] == gridding[9] == GRIDDING
+    assert result.configs[-1]["gridding_parameters"]["global_gridding"] == {
+        "manual_fallback_max_step_mm": 2.0
+    }
     assert result.assignments[3].summary == "frequencies: 700; polarizations: phi"
     assert [a.size for a in result.assignments] == [24] * 18
     assert result.warnings == []
+    # A config without gridding of its own gets none added.
+    assert all("gridding_parameters" not in c for c in split("far_field_small.json", "freq_x_pol").configs)
 
 
-def test_freq_x_pol_keeps_all_gridding_for_a_frequency_without_an_entry() -> None:
-    config = {
-        "study_type": "far_field",
-        "phantoms": ["a"],
-        "frequencies_mhz": [700, 900],
-        "far_field_setup": {"environmental": {"incident_directions": ["x"], "polarizations": ["theta"]}},
-        "gridding_parameters": {"global_gridding_per_frequency": {"700": 2.5, "5800": 1.0}},
-    }
-    result = split_config(config, "freq_x_pol")
-    assert [c["gridding_parameters"]["global_gridding_per_frequency"] for c in result.configs] == [
-        {"700": 2.5},
-        {"700": 2.5, "5800": 1.0},
-    ]
-
-
-def test_freq_x_pol_refusals(parents: dict[str, dict[str, Any]]) -> None:
+def test_freq_x_pol_refusals() -> None:
     with pytest.raises(SplitError, match="freq_x_pol splitting is only supported for far-field studies"):
-        split("near_field_config.json", parents, "freq_x_pol")
-    far = parents["far_field_config.json"]
+        split("near_field_config.json", "freq_x_pol")
+    far = written("far_field_config.json")
     with pytest.raises(SplitError, match="No frequencies found in config for freq_x_pol"):
         split_config(without(far, "frequencies_mhz"), "freq_x_pol")
     no_pols = copy.deepcopy(far)
@@ -438,15 +454,13 @@ def test_freq_x_pol_refusals(parents: dict[str, dict[str, Any]]) -> None:
         split_config(no_pols, "freq_x_pol")
 
 
-def test_scenario(parents: dict[str, dict[str, Any]]) -> None:
-    result = split("near_field_config.json", parents, "scenario")
+def test_scenario() -> None:
+    result = split("near_field_config.json", "scenario")
     expected = [
         ("front_of_eyes", "vertical"),
         ("front_of_eyes", "horizontal"),
-        *[
-            ("by_cheek", o)
-            for o in ("cheek_base", "cheek_up", "cheek_down", "tilt_base", "tilt_up", "tilt_down")
-        ],
+        ("by_cheek", "cheek"),
+        ("by_cheek", "tilt"),
         ("by_belly", "vertical"),
         ("by_belly", "horizontal"),
     ]
@@ -455,35 +469,38 @@ def test_scenario(parents: dict[str, dict[str, Any]]) -> None:
         ((name, details),) = config["placement_scenarios"].items()
         got.append((name, *details["orientations"]))
     assert got == expected
-    assert [a.size for a in result.assignments] == [64, 64, 16, 16, 16, 16, 16, 16, 64, 64]
-    assert result.assignments[2].summary == "scenario: by_cheek; orientations: cheek_base"
-    written = parents["near_field_config.json"]["placement_scenarios"]["by_cheek"]
-    assert result.configs[2]["placement_scenarios"]["by_cheek"] == {
-        **written,
-        "orientations": {"cheek_base": written["orientations"]["cheek_base"]},
+    assert [a.size for a in result.assignments] == [36, 36, 12, 12, 12, 12]
+    assert result.assignments[2].summary == "scenario: by_cheek; orientations: cheek"
+    by_cheek = written("near_field_config.json")["placement_scenarios"]["by_cheek"]
+    assert result.configs[3]["placement_scenarios"]["by_cheek"] == {
+        **by_cheek,
+        "orientations": {"tilt": by_cheek["orientations"]["tilt"]},
     }
     assert result.warnings == []
 
 
 def test_scenario_without_orientations_is_one_assignment() -> None:
-    config = {
-        "study_type": "near_field",
-        "placement_scenarios": {"a": {"positions": {"p": []}}, "b": {"orientations": {"x": [], "y": []}}},
-    }
-    result = split_config(config, "scenario")
+    result = split("near_field_dict_phantoms.json", "scenario")
+    scenarios = written("near_field_dict_phantoms.json")["placement_scenarios"]
     assert [c["placement_scenarios"] for c in result.configs] == [
-        {"a": {"positions": {"p": []}}},
-        {"b": {"orientations": {"x": []}}},
-        {"b": {"orientations": {"y": []}}},
+        {"by_belly": {**scenarios["by_belly"], "orientations": {"vertical": []}}},
+        {
+            "by_belly": {
+                **scenarios["by_belly"],
+                "orientations": {"horizontal": [{"axis": "Y", "angle_deg": 90}]},
+            }
+        },
+        {"front_of_eyes": scenarios["front_of_eyes"]},
     ]
-    assert result.assignments[0].summary == "scenario: a; orientations: (none)"
-    assert [a.size for a in result.assignments] == [0, 0, 0]
-    assert any("imply no simulations" in w for w in result.warnings)
+    assert result.assignments[2].summary == "scenario: front_of_eyes; orientations: (none)"
+    # A scenario without orientations implies no simulations in GOLIAT's loop.
+    assert [a.size for a in result.assignments] == [8, 8, 0]
+    assert any("assignment(s) [2] imply no simulations" in w for w in result.warnings)
 
 
-def test_scenario_refusals(parents: dict[str, dict[str, Any]]) -> None:
+def test_scenario_refusals() -> None:
     with pytest.raises(SplitError, match="Scenario splitting is only supported for near-field studies"):
-        split("far_field_config.json", parents, "scenario")
+        split("far_field_config.json", "scenario")
     with pytest.raises(SplitError, match="No placement_scenarios found"):
         split_config({"study_type": "near_field", "placement_scenarios": {}}, "scenario")
 
@@ -491,55 +508,63 @@ def test_scenario_refusals(parents: dict[str, dict[str, Any]]) -> None:
 # --- custom -----------------------------------------------------------------------------------
 
 
-def test_custom(parents: dict[str, dict[str, Any]]) -> None:
-    groups = "5800;5200;3500;2140,2450;450,700,835,1450"
-    result = split("far_field_config.json", parents, "custom", frequency_groups=groups)
+def test_custom() -> None:
+    groups = "5800;3500;2100,2450;1800;450,700,835,900"
+    result = split("far_field_config.json", "custom", frequency_groups=groups)
     assert [c["frequencies_mhz"] for c in result.configs] == [
         [5800],
-        [5200],
         [3500],
-        [2140, 2450],
-        [450, 700, 835, 1450],
+        [2100, 2450],
+        [1800],
+        [450, 700, 835, 900],
     ]
+    # The gridding narrows to the group's entries; a group with none keeps every entry.
     assert [c["gridding_parameters"]["global_gridding_per_frequency"] for c in result.configs] == [
-        {"5800": 1.0},
-        {"5200": 1.0},
+        {"5800": 0.8},
         {"3500": 1.0},
-        {"2140": 1.694, "2450": 1.482},
-        {"450": 2.5, "700": 2.5, "835": 2.5, "1450": 2.5},
+        {"2450": 1.5},
+        GRIDDING,
+        {"450": 3.0, "700": 2.5, "835": 2.5, "900": 2.0},
     ]
-    assert [a.size for a in result.assignments] == [48, 48, 48, 96, 192]
-    assert result.assignments[3].summary == "frequencies: 2140, 2450"
+    assert [a.size for a in result.assignments] == [48, 48, 96, 48, 192]
+    assert result.assignments[2].summary == "frequencies: 2100, 2450"
     assert result.warnings == []
 
 
-def test_custom_left_out_frequencies_warn(parents: dict[str, dict[str, Any]]) -> None:
-    result = split(
-        "far_field_config.json", parents, "custom", frequency_groups="5800;2450,2140;3500,5200,835,1450"
-    )
+def test_custom_left_out_frequencies_warn() -> None:
+    result = split("far_field_config.json", "custom", frequency_groups="5800;2450,2100;3500,900,835,1800")
     assert len(result.assignments) == 3
     assert "Frequencies [450, 700] from config are not assigned to any worker." in result.warnings
     assert any("96 simulation(s) are in no assignment" in w for w in result.warnings)
 
 
-def test_custom_refusals(parents: dict[str, dict[str, Any]]) -> None:
-    far = parents["far_field_config.json"]
+def test_custom_refusals() -> None:
+    far = written("far_field_config.json")
     with pytest.raises(SplitError, match=r"Frequency 999 not found in config\. Available: \[450, 700"):
         split_config(far, "custom", frequency_groups="700;999")
     with pytest.raises(SplitError, match="requires --frequency-groups"):
         split_config(far, "custom")
     with pytest.raises(SplitError, match="No frequency groups parsed"):
         split_config(far, "custom", frequency_groups=" ; ")
+    with pytest.raises(SplitError, match="invalid frequency '7 GHz'"):
+        split_config(far, "custom", frequency_groups="700;7 GHz")
     # Near-field studies have no frequencies_mhz, so every frequency is unknown.
-    with pytest.raises(SplitError, match=r"Frequency 700 not found in config\. Available: \[\]"):
-        split("near_field_config.json", parents, "custom", frequency_groups="700")
+    with pytest.raises(SplitError, match=r"Frequency 700 not found in config\. Available: \[\] Near-field"):
+        split("near_field_config.json", "custom", frequency_groups="700")
 
 
-def test_custom_repeated_frequency_warns(parents: dict[str, dict[str, Any]]) -> None:
-    result = split("tutorial_5_parallel.json", parents, "custom", frequency_groups="700,900;900")
+def test_custom_repeated_frequency_warns() -> None:
+    result = split("far_field_small.json", "custom", frequency_groups="700,900;900")
     assert [c["frequencies_mhz"] for c in result.configs] == [[700, 900], [900]]
     assert any("[900] appear in more than one group" in w for w in result.warnings)
     assert any("12 simulation run(s) are duplicated" in w for w in result.warnings)
+
+
+def test_near_field_frequency_splits_warn_that_they_narrow_nothing() -> None:
+    config = {**written("near_field_config.json"), "frequencies_mhz": [700, 900]}
+    for strategy, groups in (("frequency", None), ("custom", "700;900")):
+        result = split_config(config, strategy, frequency_groups=groups)
+        assert any("near-field studies ignore frequencies_mhz" in w for w in result.warnings)
 
 
 # --- general ----------------------------------------------------------------------------------
@@ -550,8 +575,8 @@ def test_unknown_strategy() -> None:
         split_config({}, "by_mood")
 
 
-def test_options_for_other_strategies_are_ignored_with_a_warning(parents: dict[str, dict[str, Any]]) -> None:
-    result = split("tutorial_5_parallel.json", parents, "phantom", num_splits=2, frequency_groups="700")
+def test_options_for_other_strategies_are_ignored_with_a_warning() -> None:
+    result = split("far_field_small.json", "phantom", num_splits=2, frequency_groups="700")
     assert len(result.assignments) == 3
     assert result.warnings == [
         "--num-splits is ignored when splitting by phantom: the config decides the number of assignments.",
@@ -559,17 +584,49 @@ def test_options_for_other_strategies_are_ignored_with_a_warning(parents: dict[s
     ]
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_input_is_not_mutated(parents: dict[str, dict[str, Any]], strategy: str) -> None:
-    for name in ("far_field_config.json", "near_field_config.json"):
-        before = copy.deepcopy(parents[name])
-        try:
-            result = split(name, parents, strategy, frequency_groups="700;450")
-        except SplitError:
-            continue
-        assert parents[name] == before
-        result.configs[0]["phantoms"].append("mutant")
-        assert parents[name] == before
+# Which strategies each shape of config accepts; every other one is refused.
+ACCEPTED = {
+    "far_field_config.json": {
+        "auto",
+        "phantom",
+        "direction",
+        "polarization",
+        "frequency",
+        "freq_x_pol",
+        "custom",
+    },
+    "near_field_config.json": {"auto", "phantom", "scenario"},
+    "near_field_dict_phantoms.json": {"auto", "phantom", "scenario"},
+}
+
+
+def scribble(value: Any) -> None:
+    """Change every dict and list inside `value`, so any object a split shares with its input shows."""
+    if isinstance(value, dict):
+        for inner in value.values():
+            scribble(inner)
+        value["mutant"] = True
+    elif isinstance(value, list):
+        for inner in value:
+            scribble(inner)
+        value.append("mutant")
+
+
+@pytest.mark.parametrize(("name", "strategy"), list(itertools.product(ACCEPTED, STRATEGIES)))
+def test_input_is_not_mutated(name: str, strategy: str) -> None:
+    config, parents = load(name)
+    before = copy.deepcopy((config, parents))
+    if strategy not in ACCEPTED[name]:
+        with pytest.raises(SplitError):
+            split_config(config, strategy, frequency_groups="700;450", parents=parents)
+        assert (config, parents) == before
+        return
+    result = split_config(config, strategy, frequency_groups="700;450", parents=parents)
+    assert len(result.assignments) >= 2
+    assert (config, parents) == before
+    for piece in result.configs:
+        scribble(piece)
+    assert (config, parents) == before
 
 
 # --- every strategy covers the campaign exactly once ------------------------------------------
@@ -577,7 +634,6 @@ def test_input_is_not_mutated(parents: dict[str, dict[str, Any]], strategy: str)
 SOME = 1  # empty lists are covered by the refusal tests; here they would only waste examples
 SCENARIOS = ["front_of_eyes", "by_cheek", "by_belly"]
 ORIENTATIONS = ["vertical", "horizontal", "tilt"]
-DIRECTIONS = ["x_pos", "x_neg", "y_pos", "y_neg", "z_pos", "z_neg"]
 NAMES = st.sampled_from(["thelonious", "eartha", "duke", "ella", "fiona", "glenn"])
 PARENT = {
     "use_gui": False,
@@ -651,6 +707,13 @@ def near_field_campaigns(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any
     return config, {**PARENT, "phantom_definitions": definitions}
 
 
+# Near-field campaigns have no frequencies_mhz or far_field_setup; far-field ones no scenarios.
+REFUSED_BY_CONSTRUCTION = {
+    ("far_field", "scenario"),
+    *(("near_field", s) for s in ("direction", "polarization", "frequency", "freq_x_pol", "custom")),
+}
+
+
 def _groups(frequencies: list[int], cuts: list[int]) -> str:
     bounds = [0, *sorted({c % (len(frequencies) + 1) for c in cuts}), len(frequencies)]
     return ";".join(",".join(map(str, frequencies[a:b])) for a, b in itertools.pairwise(bounds))
@@ -684,6 +747,8 @@ def test_every_simulation_lands_in_exactly_one_assignment(
             parents=parents,
         )
     except SplitError:
+        # The drawn campaigns always have what a strategy needs, except these by construction.
+        assert (config["study_type"], strategy) in REFUSED_BY_CONSTRUCTION
         return
     whole = enumerate_simulations(merge_extends(config, parents))
     covered: Counter[Any] = Counter()
@@ -697,3 +762,36 @@ def test_every_simulation_lands_in_exactly_one_assignment(
     assert [a.index for a in result.assignments] == list(range(len(result.assignments)))
     if strategy == "auto" and not result.warnings:
         assert len(result.assignments) == num_splits
+
+
+# --- extra: GOLIAT's own configs (GOLIAT_CONFIGS_DIR) -----------------------------------------
+
+# Sizes of GOLIAT's splits of its own configs, counted from GOLIAT's split rules and study loops.
+GOLIAT_SPLITS = [
+    ("tutorial_5_parallel.json", "auto", None, [8, 8, 4, 4]),
+    ("far_field_config.json", "auto", None, [108] * 4),
+    ("far_field_config.json", "direction", None, [72] * 6),
+    ("far_field_config.json", "freq_x_pol", None, [24] * 18),
+    ("far_field_config.json", "custom", "5800;5200;3500;2140,2450;450,700,835,1450", [48, 48, 48, 96, 192]),
+    ("near_field_config.json", "auto", None, [88] * 4),
+    ("near_field_config.json", "scenario", None, [64, 64, 16, 16, 16, 16, 16, 16, 64, 64]),
+    ("near_field_config_26ghz.json", "auto", None, [12]),
+]
+
+
+@pytest.mark.parametrize(("name", "strategy", "groups", "sizes"), GOLIAT_SPLITS)
+def test_goliats_own_configs(
+    goliat_configs: Path, name: str, strategy: str, groups: str | None, sizes: list[int]
+) -> None:
+    config, parents = read_config(goliat_configs, name)
+    result = split_config(config, strategy, frequency_groups=groups, parents=parents)
+    assert [a.size for a in result.assignments] == sizes
+    assert result.total_size == sum(sizes)
+    assert not [w for w in result.warnings if "duplicated" in w or "in no assignment" in w]
+
+
+def test_goliats_own_near_field_config_refuses_far_field_splits(goliat_configs: Path) -> None:
+    config, parents = read_config(goliat_configs, "near_field_config.json")
+    for strategy in ("direction", "polarization", "frequency", "freq_x_pol"):
+        with pytest.raises(SplitError):
+            split_config(config, strategy, parents=parents)

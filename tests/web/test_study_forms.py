@@ -9,13 +9,13 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.api.helpers import create_study
-from tests.conftest import GOLIAT_CONFIGS, LiveServer
+from tests.conftest import TEST_CONFIGS, LiveServer
 from tests.web.conftest import PageProblems
 
 SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 OpenPage = Callable[..., tuple[Page, PageProblems]]
-FAR_FIELD = GOLIAT_CONFIGS / "far_field_config.json"
-BASE = GOLIAT_CONFIGS / "base_config.json"
+FAR_FIELD = TEST_CONFIGS / "far_field_config.json"
+BASE = TEST_CONFIGS / "base_config.json"
 
 
 def fill_create_form(page: Page, name: str, strategy: str, splits: int | None = None) -> None:

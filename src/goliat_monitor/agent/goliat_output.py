@@ -4,7 +4,7 @@ A plain `goliat study` cannot be pointed at our server (its GUI hard-codes the p
 so the agent watches its output instead. `GoliatOutputParser.feed(line, now)` takes one line of
 that output and returns plain dicts shaped like GOLIAT's GUI queue messages
 (`status`, `terminal_only`, `overall_progress`, `stage_progress`, `simulation_details`,
-`profiler_update`; see `/work/shared/GOLIAT_PROTOCOL.md`). It does no I/O and never reads the
+`profiler_update`; see docs/goliat-protocol.md). It does no I/O and never reads the
 clock: `now` is passed in, so the same input always gives the same output. `tick(now)` refreshes
 progress and ETA while GOLIAT is silent (a long setup or solver run prints little).
 

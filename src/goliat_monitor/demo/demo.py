@@ -11,7 +11,6 @@ still running) and then the server.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import shutil
@@ -32,12 +31,12 @@ import httpx
 import uvicorn
 
 from goliat_monitor.agent.runner import kill_process_tree
+from goliat_monitor.config_files import read_config
 from goliat_monitor.domain.splitting import split_config
 
 __all__ = ["DemoCampaign", "load_demo_campaign", "run_demo"]
 
 CONFIG_NAME = "far_field_config.json"
-BASE_NAME = "base_config.json"
 DEFAULT_SPLITS = 8
 
 
@@ -49,10 +48,8 @@ class DemoCampaign:
 
 def load_demo_campaign() -> DemoCampaign:
     """The bundled GOLIAT configs (package data, so it works from a wheel too)."""
-    folder = resources.files("goliat_monitor.demo") / "configs"
-    config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-    base = json.loads((folder / BASE_NAME).read_text(encoding="utf-8"))
-    return DemoCampaign(config, {BASE_NAME: base})
+    config, parents = read_config(resources.files("goliat_monitor.demo") / "configs", CONFIG_NAME)
+    return DemoCampaign(config, parents)
 
 
 def study_body(name: str, campaign: DemoCampaign, num_splits: int = DEFAULT_SPLITS) -> dict[str, Any]:

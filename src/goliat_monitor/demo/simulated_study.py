@@ -56,6 +56,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from goliat_monitor.config_files import read_config
 from goliat_monitor.domain.campaign import (
     FAR_FIELD,
     ConfigError,
@@ -136,43 +137,11 @@ class _OutOfMemory(BaseException):
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a GOLIAT config and merge its `extends` chain, looking for parents beside it."""
     config_path = Path(path)
-    config = _read_json(config_path)
-    parents: dict[str, Any] = {}
-    pending = [config]
-    while pending:
-        current = pending.pop()
-        name = current.get("extends") if isinstance(current, dict) else None
-        if not isinstance(name, str) or not name.strip() or name in parents:
-            continue
-        parent_path = _find_beside(config_path.parent, name)
-        if parent_path is None:
-            raise SimulatedStudyError(f"{config_path.name}: parent config {name!r} not found beside it")
-        parents[name] = _read_json(parent_path)
-        pending.append(parents[name])
     try:
+        config, parents = read_config(config_path.parent, config_path.name)
         return merge_extends(config, parents)
     except ConfigError as exc:
         raise SimulatedStudyError(f"{config_path.name}: {exc}") from exc
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SimulatedStudyError(f"cannot read config {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SimulatedStudyError(f"config {path} is not a JSON object")
-    return data
-
-
-def _find_beside(folder: Path, name: str) -> Path | None:
-    """The parent file `extends: name` means: as written, with `.json`, or by its base name."""
-    name = name.replace("\\", "/")
-    for candidate in (name, f"{name}.json", Path(name).name, f"{Path(name).name}.json"):
-        path = folder / candidate
-        if path.is_file():
-            return path
-    return None
 
 
 def png_bytes(width: int = 16, height: int = 16, seed: int = 0) -> bytes:

@@ -10,6 +10,7 @@ the server must know a campaign's shape without Sim4Life or GOLIAT installed.
 from __future__ import annotations
 
 import copy
+import json
 import posixpath
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,10 +24,12 @@ __all__ = [
     "Frequency",
     "Simulation",
     "apply_run_tag",
+    "collect_parents",
     "deep_merge",
     "enumerate_simulations",
     "frequency_label",
     "merge_extends",
+    "parse_config",
     "phantom_names",
     "spherical_directions",
 ]
@@ -128,7 +131,42 @@ def _resolve(
     return deep_merge(config, parent)
 
 
-def _find_parent(name: str, parents: Mapping[str, Mapping[str, Any]]) -> str | None:
+def parse_config(text: str, name: str) -> dict[str, Any]:
+    """Parse the text of the config file `name`; anything but a JSON object is a `ConfigError`."""
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"cannot read config {name}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"config {name} must hold a JSON object, got {type(config).__name__}")
+    return config
+
+
+def collect_parents(config: Mapping[str, Any], texts: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The parent configs `config`'s `extends` chain names, parsed from `texts` (file name -> text).
+
+    This is the one parent-config reader: the CLI, the demo and the tests hand it a lazy view of
+    a folder. Names are looked up as `merge_extends` does, and the result is keyed by the name as
+    written, ready for `merge_extends` and a study's `parentConfigs`. The walk stops quietly at a
+    parent that is missing or already read (a cycle): splitting works on the config as written,
+    and `merge_extends` reports both when the merged config is needed. A parent that is not a
+    JSON object raises `ConfigError`.
+    """
+    parents: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    name = config.get("extends")
+    while isinstance(name, str) and name.strip():
+        key = _find_parent(name, texts)
+        if key is None or key in seen:
+            break
+        seen.add(key)
+        parent = parse_config(texts[key], key)
+        parents[name] = parent
+        name = parent.get("extends")
+    return parents
+
+
+def _find_parent(name: str, parents: Mapping[str, object]) -> str | None:
     """Find the key of `parents` that `extends: name` refers to."""
     candidates = [name]
     if not name.endswith(".json"):

@@ -56,7 +56,6 @@ SPOOL_KIND = "gui-update"
 USER_AGENT = "goliat-monitor-bridge/1"
 
 _STOP = object()  # intake sentinel: the processor drains, flushes and exits
-_DRAIN_PER_CYCLE = 1000  # messages handled before the formed ones are committed
 _READAHEAD = 256  # spooled messages the sender holds in memory at once
 _ACK_EVERY = 64  # spool acknowledgements batched into one commit
 _WARN_EVERY_S = 10.0  # repeated warnings (drops, outages) are logged at most this often
@@ -580,25 +579,10 @@ class WebGUIBridge:
         """Drain the intake, pass on what is due, hand it to the sender; True once stop() was seen."""
         due = self._shaper.next_due()
         now = time.monotonic()
-        try:
-            item = self._intake.get(timeout=max(0.001, min(now + 1.0, due or math.inf) - now))
-        except queue.Empty:
-            item = None
+        items, stopping = delivery.drain(self._intake, min(now + 1.0, due or math.inf) - now, _STOP)
         shaped: list[delivery.Shaped] = []
-        stopping = False
-        handled = 0
-        while item is not None:
-            if item is _STOP:
-                stopping = True
-                break
+        for item in items:
             self._accept(item, shaped)
-            handled += 1
-            if handled >= _DRAIN_PER_CYCLE:
-                break
-            try:
-                item = self._intake.get_nowait()
-            except queue.Empty:
-                item = None
         self._shaper.flush(time.monotonic(), shaped, force=stopping)
         envelopes = [env for message, wall in shaped if (env := self._envelope(message, wall))]
         if envelopes:

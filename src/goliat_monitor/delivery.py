@@ -44,6 +44,7 @@ import enum
 import json
 import math
 import os
+import queue
 import random
 import sqlite3
 import threading
@@ -65,6 +66,7 @@ __all__ = [
     "SpoolClosedError",
     "SpooledMessage",
     "backoff_delay",
+    "drain",
     "is_final",
     "is_visible_change",
     "outcome_for",
@@ -258,6 +260,29 @@ def plan_sends(bodies: Sequence[Mapping[str, Any]]) -> list[bool]:
                 send[index] = False
             newer.add(key)
     return send
+
+
+def drain(
+    intake: queue.SimpleQueue[Any], timeout: float, end: object, limit: int = 1000
+) -> tuple[list[Any], bool]:
+    """Wait up to `timeout` s for a first item, then take what is queued, at most `limit` items.
+
+    Returns the items and whether the producer's `end` marker was seen (it is not returned). A
+    limit keeps a flood from delaying what the caller does with the items it already has.
+    """
+    items: list[Any] = []
+    try:
+        item = intake.get(timeout=max(0.001, timeout))
+        while True:
+            if item is end:
+                return items, True
+            items.append(item)
+            if len(items) >= limit:
+                break
+            item = intake.get_nowait()
+    except queue.Empty:
+        pass
+    return items, False
 
 
 # -- batching and throttling -------------------------------------------------------------------------

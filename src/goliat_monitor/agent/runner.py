@@ -30,7 +30,7 @@ from typing import IO, Any
 import psutil
 
 from goliat_monitor.agent.goliat_output import GoliatOutputParser
-from goliat_monitor.delivery import GUI_UPDATE, Shaped, Shaper, Spool
+from goliat_monitor.delivery import GUI_UPDATE, Shaped, Shaper, Spool, drain
 
 __all__ = ["AGENT_PREFIX", "OutputPump", "StudyProcess", "kill_process_tree"]
 
@@ -40,7 +40,6 @@ AGENT_PREFIX = "[agent] "
 """Lines the agent itself adds to a run's log start with this, so they are told from GOLIAT's."""
 
 _EOF = object()
-_DRAIN_PER_CYCLE = 1000
 _READ_SIZE = 65536
 _MAX_LINE = 1 << 20
 
@@ -288,31 +287,15 @@ class OutputPump:
 
     def _cycle(self) -> bool:
         due = self.shaper.next_due()
-        try:
-            item = self._intake.get(
-                timeout=max(0.001, min(self._next_tick, due or math.inf) - time.monotonic())
-            )
-        except queue.Empty:
-            item = None
+        timeout = min(self._next_tick, due or math.inf) - time.monotonic()
+        items, stopping = drain(self._intake, timeout, _EOF)
         if self._backlog is not None:
             # The server is down or slow: nobody sees the lines now, so fewer and bigger
             # messages make the replay faster (the server's cost is per request).
             self.shaper.scale = 10.0 if self._backlog() > self._backlog_threshold else 1.0
         out: list[Shaped] = []
-        stopping = False
-        handled = 0
-        while item is not None:
-            if item is _EOF:
-                stopping = True
-                break
+        for item in items:
             self._handle(item, out)
-            handled += 1
-            if handled >= _DRAIN_PER_CYCLE:
-                break
-            try:
-                item = self._intake.get_nowait()
-            except queue.Empty:
-                item = None
         now = time.monotonic()
         if now >= self._next_tick or stopping:
             self._next_tick = now + self._tick_interval

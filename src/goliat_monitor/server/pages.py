@@ -29,6 +29,7 @@ from goliat_monitor.domain.models import LOG_TYPES
 from goliat_monitor.errors import NotFound
 from goliat_monitor.server.auth import may_change
 from goliat_monitor.server.context import ServerContext
+from goliat_monitor.server.overview import SORTS, STATUS_FILTERS, shown_workers, totals
 from goliat_monitor.server.stream import (
     assignment_rows,
     get_hub,
@@ -41,9 +42,6 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 
-STATUS_FILTERS = ("all", "running", "stalled", "idle", "error", "offline")
-SORTS = {"status": "Status", "name": "Name", "progress": "Progress", "seen": "Last seen"}
-ATTENTION = {"red-ERROR": 0, "amber": 1, "green": 2, "yellow": 3, "red-OFFLINE": 4}
 ACTIVE_STUDY_STATUSES = ("RUNNING", "PENDING")
 ASSIGNMENT_STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 STUDY_EVENTS_SHOWN = 300
@@ -239,43 +237,6 @@ def _with_eta(conn: Any, studies: list[dict[str, Any]], now: float) -> list[dict
     return out
 
 
-def _sort_key(sort: str) -> Any:
-    def attention(w: dict[str, Any]) -> int:
-        key = w["light"] if w["light"] != "red" else f"red-{w['status']}"
-        return ATTENTION.get(key, 9)
-
-    if sort == "name":
-        return lambda w: (w["displayName"].lower(), w["id"])
-    if sort == "progress":
-        return lambda w: (-((w["guiState"] or {}).get("progress") or 0.0), w["displayName"].lower())
-    if sort == "seen":
-        return lambda w: (-(parse_iso(w["lastSeen"]) or 0.0), w["displayName"].lower())
-    return lambda w: (attention(w), w["displayName"].lower(), w["id"])
-
-
-def matches_status(worker: dict[str, Any], status: str) -> bool:
-    if status == "all":
-        return True
-    if status == "stalled":
-        return bool(worker["stalled"])
-    if status == "running":
-        return worker["status"] == "RUNNING" and not worker["stalled"]
-    return str(worker["status"]).lower() == status
-
-
-def totals(workers: list[dict[str, Any]]) -> dict[str, int]:
-    live = [w for w in workers if not w["isStale"]]
-    return {
-        "online": sum(1 for w in live if w["status"] != "OFFLINE"),
-        "running": sum(1 for w in live if w["status"] == "RUNNING"),
-        "stalled": sum(1 for w in live if w["stalled"]),
-        "idle": sum(1 for w in live if w["status"] == "IDLE"),
-        "offline": sum(1 for w in live if w["status"] in ("OFFLINE", "ERROR")),
-        "warnings": sum((w["guiState"] or {}).get("warningCount") or 0 for w in live),
-        "errors": sum((w["guiState"] or {}).get("errorCount") or 0 for w in live),
-    }
-
-
 @router.get("/", response_class=HTMLResponse)
 async def overview(
     request: Request,
@@ -297,25 +258,11 @@ async def overview(
 
     workers, active = await context.db.read(read)
     views = [worker_view(w, now=clock.now, stalled_after_s=context.settings.stalled_after_s) for w in workers]
-    needle = q.strip().lower()
-    shown = [
-        w
-        for w in views
-        if matches_status(w, status)
-        and (
-            not needle
-            or any(
-                needle in str(w.get(k) or "").lower()
-                for k in ("displayName", "hostname", "machineId", "gpuName", "id")
-            )
-        )
-    ]
-    shown.sort(key=_sort_key(sort))
     return _render(
         request,
         "overview.html",
         title="Overview",
-        workers=shown,
+        workers=shown_workers(views, status=status, search=q.strip().lower(), sort=sort),
         total_count=len(views),
         totals=totals(views),
         studies=active,

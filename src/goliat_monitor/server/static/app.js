@@ -348,7 +348,29 @@
     });
   }
 
-  var ATTENTION = { ERROR: 0, stalled: 1, RUNNING: 2, IDLE: 3, OFFLINE: 4 };
+  /* Which workers a filter or search shows, the order of each sort and the totals are decided on
+   * the server (server/overview.py): every worker arrives with its `overview` facets, and the page
+   * only matches and compares them, so a live update never disagrees with a reload. */
+
+  /** Code-point order, as Python orders str (JavaScript's `<` compares UTF-16 code units). */
+  function compareText(a, b) {
+    var x = Array.from(a), y = Array.from(b);
+    for (var i = 0; i < x.length && i < y.length; i++) {
+      var step = x[i].codePointAt(0) - y[i].codePointAt(0);
+      if (step) return step;
+    }
+    return x.length - y.length;
+  }
+
+  /** Python's order of two sort keys: lists of numbers and strings, compared item by item. */
+  function compareKeys(a, b) {
+    for (var i = 0; i < a.length && i < b.length; i++) {
+      if (a[i] === b[i]) continue;
+      if (typeof a[i] === "string") return compareText(a[i], b[i]);
+      return a[i] < b[i] ? -1 : 1;
+    }
+    return a.length - b.length;
+  }
 
   function overviewPage(data) {
     var workers = new Map();
@@ -372,47 +394,27 @@
     }
 
     function visible(w, f) {
-      if (w.isStale && !data.showStale) return false;
-      if (f.status === "stalled" && !w.stalled) return false;
-      if (f.status === "running" && !(w.status === "RUNNING" && !w.stalled)) return false;
-      if (["idle", "error", "offline"].indexOf(f.status) >= 0 && w.status.toLowerCase() !== f.status) return false;
-      if (!f.q) return true;
-      return [w.displayName, w.hostname, w.machineId, w.gpuName, w.id].some(function (v) {
-        return v && String(v).toLowerCase().indexOf(f.q) >= 0;
-      });
+      var facets = w.overview;
+      if (facets.statuses.indexOf(f.status) < 0) return false;
+      return !f.q || facets.search.some(function (text) { return text.indexOf(f.q) >= 0; });
     }
 
-    function sortKey(f) {
-      var byName = function (a, b) { return a.displayName.toLowerCase().localeCompare(b.displayName.toLowerCase()) || (a.id < b.id ? -1 : 1); };
-      if (f.sort === "name") return byName;
-      if (f.sort === "progress") return function (a, b) { return ((b.guiState || {}).progress || 0) - ((a.guiState || {}).progress || 0) || byName(a, b); };
-      if (f.sort === "seen") return function (a, b) { return (parseTime(b.lastSeen) || 0) - (parseTime(a.lastSeen) || 0) || byName(a, b); };
-      return function (a, b) {
-        var ka = ATTENTION[a.stalled ? "stalled" : a.status], kb = ATTENTION[b.stalled ? "stalled" : b.status];
-        return (ka === undefined ? 9 : ka) - (kb === undefined ? 9 : kb) || byName(a, b);
-      };
+    function byOrder(f) {
+      return function (a, b) { return compareKeys(a.overview.sort[f.sort], b.overview.sort[f.sort]); };
     }
 
     function totals() {
-      var t = { online: 0, running: 0, stalled: 0, idle: 0, offline: 0, warnings: 0, errors: 0 };
-      workers.forEach(function (w) {
-        if (w.isStale) return;
-        var g = w.guiState || {};
-        if (w.status !== "OFFLINE") t.online++;
-        if (w.status === "RUNNING") t.running++;
-        if (w.stalled) t.stalled++;
-        if (w.status === "IDLE") t.idle++;
-        if (w.status === "OFFLINE" || w.status === "ERROR") t.offline++;
-        t.warnings += g.warningCount || 0;
-        t.errors += g.errorCount || 0;
+      $$("[data-total]").forEach(function (node) {
+        var sum = 0;
+        workers.forEach(function (w) { sum += w.overview.totals[node.dataset.total]; });
+        setText(node, sum);
       });
-      Object.keys(t).forEach(function (k) { setText($('[data-total="' + k + '"]'), t[k]); });
     }
 
     function arrange() {
       var f = filters();
       var list = Array.from(workers.values()).filter(function (w) { return cards.has(w.id); });
-      list.sort(sortKey(f));
+      list.sort(byOrder(f));
       var shown = 0;
       list.forEach(function (w) {
         var on = visible(w, f);

@@ -1,7 +1,8 @@
-"""The dashboard's HTML pages: rendered on the server, then kept live by `static/app.js`.
+"""The dashboard's HTML pages: rendered on the server, then kept live by ES modules in `static/`.
 
-Every page works without JavaScript (it is a snapshot then); the script adds live updates from
-`GET /api/events`, filtering, the log console's paging and search, charts and the file explorer.
+Every page works without JavaScript (it is a snapshot then); each page's module (`static/pages/`)
+adds live updates from `GET /api/events`, filtering, the log console's paging and search, charts
+and the file explorer.
 Each page embeds the id of the last event it reflects, so the stream replays what happened while
 the page was in flight and nothing is lost between render and subscribe.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -48,16 +50,24 @@ STUDY_EVENTS_SHOWN = 300
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def _static_version() -> str:
-    """Changes whenever a static file does, so browsers never run a stale script."""
+def static_version(directory: Path = STATIC_DIR) -> str:
+    """A hash of every static file (in every folder, names included) and of the package version.
+
+    Pages link static files as `/static/<version>/<path>`. A module's imports are relative, so
+    they resolve under the same version: after an upgrade every URL changes at once, and no
+    browser can run a new page module against an old, cached helper module.
+    """
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted(STATIC_DIR.glob("*")):
-        if path.is_file():
-            digest.update(path.read_bytes())
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:12]
 
 
-# -- formatting, shared by the templates (app.js formats live values the same way) -------------
+STATIC_VERSION = static_version()
+
+
+# -- formatting, shared by the templates (static/lib/format.js formats live values the same way) -
 
 
 def fmt_pct(value: float | None) -> str:
@@ -150,20 +160,40 @@ def _environment() -> jinja2.Environment:
         "ansi": strip_ansi,
     }
     env.filters.update({name: _tolerant(fn) for name, fn in filters.items()})
-    env.globals.update(log_types=LOG_TYPES, static_version=_static_version())
+    env.globals.update(log_types=LOG_TYPES)
     return env
 
 
 templates = Jinja2Templates(env=_environment())
 
 
+VERSION_SEGMENT = re.compile(r"[0-9a-f]{12}")
+
+
 class VersionedStaticFiles(StaticFiles):
-    """Static files; a URL carrying `?v=<content hash>` never changes, so browsers keep it."""
+    """Static files, also under `/static/<version>/`; that URL never changes content, so browsers keep it.
+
+    A version that is not the current one (a page rendered before a restart into an upgrade)
+    still gets today's files, but not cacheable: the page reloads into matching URLs anyway.
+    JavaScript is always sent as `text/javascript`: browsers refuse a module of any other type,
+    and `mimetypes` reads the host's tables, which on some systems say otherwise.
+    """
+
+    def __init__(self, *, directory: Path, version: str = STATIC_VERSION) -> None:
+        super().__init__(directory=directory)
+        self.version = version
 
     async def get_response(self, path: str, scope: Scope) -> Response:
-        response = await super().get_response(path, scope)
-        if response.status_code == 200 and b"v=" in scope.get("query_string", b""):
-            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        segment, _, rest = path.replace(os.sep, "/").partition("/")
+        versioned = bool(rest) and VERSION_SEGMENT.fullmatch(segment) is not None
+        response = await super().get_response(rest if versioned else path, scope)
+        if response.status_code == 200 and path.endswith(".js"):
+            response.headers["Content-Type"] = "text/javascript; charset=utf-8"
+        if response.status_code == 200 and versioned:
+            current = segment == self.version
+            response.headers["Cache-Control"] = (
+                "public, max-age=31536000, immutable" if current else "no-cache"
+            )
         return response
 
 
@@ -201,7 +231,7 @@ def _render(request: Request, name: str, status_code: int = 200, **values: Any) 
         name,
         {
             "base": base,
-            "static_base": _static_base(request),
+            "static_root": f"{_static_base(request)}/static/{STATIC_VERSION}",
             "now": now,
             "ago": lambda iso: fmt_ago(iso, now),
             "until": lambda iso: fmt_until(iso, now),

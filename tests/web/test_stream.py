@@ -167,7 +167,7 @@ def test_security_headers_on_pages_api_static_and_stream(server: LiveServer) -> 
         assert response.headers["content-security-policy"] == expected, path
         assert response.headers["x-content-type-options"] == "nosniff"
     html = server.client.get("/").text
-    script = re.search(r'src="(/static/app\.js\?v=[0-9a-f]+)"', html)
+    script = re.search(r'src="(/static/[0-9a-f]{12}/pages/overview\.js)"', html)
     assert script and "immutable" in server.client.get(script.group(1)).headers["cache-control"]
     with SseReader(server.url, {}) as sse:
         assert sse.response.headers["content-security-policy"] == expected

@@ -32,6 +32,7 @@ from goliat_monitor.db import queries
 from goliat_monitor.errors import NotFound
 from goliat_monitor.events import Event, Subscription
 from goliat_monitor.server.context import ServerContext
+from goliat_monitor.server.overview import facets as overview_facets
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ def parse_iso(value: str | None) -> float | None:
 
 
 def worker_view(worker: dict[str, Any], *, now: float, stalled_after_s: float) -> dict[str, Any]:
-    """A read-API worker dict plus what its card shows, so pages and pushes agree on the light.
+    """A read-API worker dict plus what its card shows, so pages and pushes agree on the light
+    and on the overview's filters, sort order and totals (`overview`, see server/overview.py).
 
     Stalled means online and RUNNING, but no progress message for `stalled_after_s`.
     """
@@ -78,7 +80,9 @@ def worker_view(worker: dict[str, Any], *, now: float, stalled_after_s: float) -
         stalled = since is not None and now - since > stalled_after_s
     light = "amber" if stalled else LIGHTS.get(status, "red")
     name = worker.get("machineLabel") or worker.get("hostname") or worker.get("machineId") or worker["id"]
-    return {**worker, "stalled": stalled, "light": light, "displayName": name}
+    view = {**worker, "stalled": stalled, "light": light, "displayName": name}
+    view["overview"] = overview_facets(view, last_seen=parse_iso(worker.get("lastSeen")))
+    return view
 
 
 def study_summary(study: dict[str, Any]) -> dict[str, Any]:

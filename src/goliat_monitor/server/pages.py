@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from starlette.types import Scope
 
 from goliat_monitor import __version__
 from goliat_monitor.db import queries
-from goliat_monitor.domain.models import LOG_TYPES
+from goliat_monitor.domain.models import ANSI_ESCAPE, LOG_TYPES
 from goliat_monitor.errors import NotFound
 from goliat_monitor.server.auth import may_change
 from goliat_monitor.server.context import ServerContext
@@ -47,7 +46,6 @@ ATTENTION = {"red-ERROR": 0, "amber": 1, "green": 2, "yellow": 3, "red-OFFLINE":
 ACTIVE_STUDY_STATUSES = ("RUNNING", "PENDING")
 ASSIGNMENT_STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 STUDY_EVENTS_SHOWN = 300
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _static_version() -> str:
@@ -124,7 +122,7 @@ def fmt_size(size: float | None) -> str:
 
 def strip_ansi(text: str | None) -> str:
     """GOLIAT's console colours arrive as escape codes in some lines; the log shows colour by type."""
-    return ANSI.sub("", text or "")
+    return ANSI_ESCAPE.sub("", text or "")
 
 
 def _tolerant(fn: Callable[[Any], str]) -> Callable[[Any], str]:

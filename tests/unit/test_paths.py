@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from pathlib import PurePosixPath, PureWindowsPath
 
 import pytest
@@ -96,26 +97,44 @@ path_text = st.lists(
 ).map("/".join)
 
 
+def _escapes_or_smuggles(value: str) -> bool:
+    """The refusal rules stated independently: what a hostile or broken sender could try."""
+    return (
+        len(value) > MAX_PATH_LENGTH
+        or any(ord(ch) < 32 or ch == "\x7f" for ch in value)
+        or "\\" in value
+        or value.startswith("/")
+        or any(segment == ".." or ":" in segment for segment in value.split("/"))
+    )
+
+
+def _verdict(check: Callable[[str], str], value: str) -> str | None:
+    """What `check` makes of `value`, or None when it refuses it."""
+    try:
+        return check(value)
+    except ValueError:
+        return None
+
+
 @given(st.one_of(path_text, st.text(max_size=40)))
 @example("../../etc/passwd")
 @example("a/../..")
 @example("/abs")
 @example("C:/x")
 @example("a\\..\\..\\x")
-def test_an_accepted_path_never_escapes_its_root(value: str) -> None:
-    try:
-        safe = check_relative_path(value)
-    except ValueError:
-        return  # refused: nothing was written
-    assert _stays_inside(safe)
-    # Windows would read it the same way: no drive, no root, no parent step.
-    windows = PureWindowsPath(safe)
-    assert not windows.drive
-    assert not windows.root
-    assert ".." not in windows.parts
-    assert not PurePosixPath(safe).is_absolute()
-    assert all(part not in ("", ".", "..") for part in safe.split("/")) or safe == ""
-    assert check_relative_path(safe) == safe  # normalising twice changes nothing
+def test_a_path_is_refused_exactly_when_it_could_escape_and_is_safe_otherwise(value: str) -> None:
+    safe = _verdict(check_relative_path, value)
+    assert (safe is None) == _escapes_or_smuggles(value)
+    if safe is not None:
+        assert _stays_inside(safe)
+        # Windows would read it the same way: no drive, no root, no parent step.
+        windows = PureWindowsPath(safe)
+        assert not windows.drive
+        assert not windows.root
+        assert ".." not in windows.parts
+        assert not PurePosixPath(safe).is_absolute()
+        assert safe == "" or all(part not in ("", ".", "..") for part in safe.split("/"))
+        assert check_relative_path(safe) == safe  # normalising twice changes nothing
 
 
 plain_segment = st.text(
@@ -161,14 +180,19 @@ def test_names_that_are_not_plain_are_refused(name: str) -> None:
         check_filename(name)
 
 
-@given(st.text(max_size=300))
-def test_an_accepted_file_name_is_one_segment_inside_the_folder(name: str) -> None:
-    try:
-        accepted = check_filename(name)
-    except ValueError:
-        return  # refused: nothing was written
-    assert posixpath.dirname(posixpath.join(ROOT, accepted)) == ROOT
-    assert PureWindowsPath(accepted).name == accepted
+@given(st.one_of(st.text(max_size=300), st.sampled_from([".", "..", "...", "a:b", "a\\b", "x" * 256])))
+def test_a_file_name_is_refused_unless_it_is_one_plain_segment(name: str) -> None:
+    accepted = _verdict(check_filename, name)
+    plain = (
+        0 < len(name) <= MAX_NAME_LENGTH
+        and not any(ord(ch) < 32 or ch in "\x7f/\\:" for ch in name)
+        and name not in (".", "..")
+    )
+    assert (accepted is not None) == plain
+    if accepted is not None:
+        assert accepted == name
+        assert posixpath.dirname(posixpath.join(ROOT, accepted)) == ROOT
+        assert PureWindowsPath(accepted).name == accepted
 
 
 # -- screenshot tab names ----------------------------------------------------------------------

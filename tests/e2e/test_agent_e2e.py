@@ -312,6 +312,7 @@ def test_a_sigkilled_agent_delivers_its_spool_after_a_restart(
     wait_for(lambda: len(_spooled_lines(agent.spool)) >= 10, 20, "log lines to be spooled", every=0.1)
     assert agent.process is not None
     orphans = psutil.Process(agent.process.pid).children()
+    assert orphans  # the study is still running: killing the agent leaves it behind
     agent.kill()
     spooled = [line for line in _spooled_lines(agent.spool) if not line.startswith(AGENT_PREFIX)]
     assert spooled

@@ -47,19 +47,19 @@ from goliat_monitor.agent.client import (
     ServerUnavailable,
 )
 from goliat_monitor.agent.console import AgentConsole, AgentView, RunView
-from goliat_monitor.agent.goliat_output import PHASES, GoliatOutputParser
+from goliat_monitor.agent.goliat_output import GoliatOutputParser
 from goliat_monitor.agent.identity import claim_work_dir, load_agent_id, release_work_dir
 from goliat_monitor.agent.runner import OutputPump, StudyProcess, kill_process_tree
 from goliat_monitor.agent.system_info import SystemProbe
 from goliat_monitor.delivery import GUI_UPDATE, Spool, backoff_delay, retry_delay
 from goliat_monitor.domain.campaign import ConfigError, merge_extends
+from goliat_monitor.domain.models import PHASES
 from goliat_monitor.settings import AgentSettings
 
-__all__ = ["EXIT_OUT_OF_MEMORY", "Agent", "RunState", "build_command", "install_signal_handlers"]
+__all__ = ["Agent", "RunState", "build_command", "install_signal_handlers"]
 
 log = logging.getLogger("goliat_monitor.agent")
 
-EXIT_OUT_OF_MEMORY = 42
 SUCCESS_TEXT = "Study finished successfully"
 FAILURE_TEXT = "Study finished with errors"
 STOPPED_TEXT = "Study stopped at the server's request"

@@ -27,7 +27,7 @@ from starlette.types import Scope
 
 from goliat_monitor import __version__
 from goliat_monitor.db import queries
-from goliat_monitor.domain.models import LOG_TYPES
+from goliat_monitor.domain.models import ANSI_ESCAPE, LOG_TYPES
 from goliat_monitor.errors import NotFound
 from goliat_monitor.server.auth import may_change
 from goliat_monitor.server.context import ServerContext
@@ -47,7 +47,6 @@ STATIC_DIR = HERE / "static"
 ACTIVE_STUDY_STATUSES = ("RUNNING", "PENDING")
 ASSIGNMENT_STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 STUDY_EVENTS_SHOWN = 300
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def static_version(directory: Path = STATIC_DIR) -> str:
@@ -132,7 +131,7 @@ def fmt_size(size: float | None) -> str:
 
 def strip_ansi(text: str | None) -> str:
     """GOLIAT's console colours arrive as escape codes in some lines; the log shows colour by type."""
-    return ANSI.sub("", text or "")
+    return ANSI_ESCAPE.sub("", text or "")
 
 
 def _tolerant(fn: Callable[[Any], str]) -> Callable[[Any], str]:

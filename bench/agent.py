@@ -37,7 +37,7 @@ import httpx
 import psutil
 
 from goliat_monitor.agent.client import Sender, ServerClient
-from goliat_monitor.delivery import GUI_UPDATE, Spool
+from goliat_monitor.outbox import GUI_UPDATE, Spool
 
 CPU_TARGET = 5.0  # % of one core
 RSS_TARGET_MB = 60.0

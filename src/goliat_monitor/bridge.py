@@ -19,15 +19,15 @@ campaign running unattended for days:
 * Screenshots are state, not history: only the newest set is kept and sent (multipart) on its own
   thread, so a 2 MB upload never delays logs and an outage never piles up stale images.
 
-Standard library and ``delivery.py`` only, so GOLIAT can use the two files without installing
-goliat-monitor (README: "Using the bridge without installing goliat-monitor").
+Standard library, ``delivery.py`` (what a message becomes, what an answer means) and ``outbox.py``
+(where formed messages wait: memory or the SQLite spool) only, so GOLIAT can use the three files
+without installing goliat-monitor (README: "Using the bridge without installing goliat-monitor").
+What stays here is the bridge itself: GOLIAT's surface, its threads, and HTTP.
 """
 
 from __future__ import annotations
 
-import abc
 import http.client
-import json
 import logging
 import math
 import queue
@@ -36,15 +36,15 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING or __package__:  # in goliat_monitor, or copied into any package beside delivery.py
-    from . import delivery
-else:  # copied beside delivery.py as top-level modules
+if TYPE_CHECKING or __package__:  # in goliat_monitor, or copied into any package beside its siblings
+    from . import delivery, outbox
+else:  # copied beside delivery.py and outbox.py as top-level modules
     import delivery
+    import outbox
 
 __all__ = ["WebGUIBridge", "encode_multipart"]
 
@@ -52,24 +52,9 @@ logger = logging.getLogger(__name__)
 
 LOG_BATCH_MAX_LINES = 10
 LOG_BATCH_MAX_AGE_S = 0.05
-SPOOL_KIND = "gui-update"
 USER_AGENT = "goliat-monitor-bridge/1"
 
 _STOP = object()  # intake sentinel: the processor drains, flushes and exits
-_READAHEAD = 256  # spooled messages the sender holds in memory at once
-_ACK_EVERY = 64  # spool acknowledgements batched into one commit
-_WARN_EVERY_S = 10.0  # repeated warnings (drops, outages) are logged at most this often
-_TIMED_OUT = "not delivered before stop() timed out"
-
-
-@dataclass(slots=True)
-class _Envelope:
-    """A formed gui-update: its JSON body is final, so every retry sends the same bytes."""
-
-    data: bytes
-    message_id: str
-    msg_type: str
-    spool_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,284 +80,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
-
-
-class _Tally:
-    """The bridge's counters and rate-limited warnings, shared by its threads and outbox."""
-
-    def __init__(self) -> None:
-        self.sent = 0
-        self.dropped = 0
-        self.rejected = 0
-        self.retries = 0
-        self.screenshots_sent = 0
-        self._lock = threading.Lock()
-        self._last_warning: dict[str, float] = {}
-
-    def count(self, name: str, amount: int = 1) -> int:
-        with self._lock:
-            total: int = getattr(self, name) + amount
-            setattr(self, name, total)
-            return total
-
-    def note_dropped(self, count: int, reason: str, *, force_log: bool = False) -> None:
-        total = self.count("dropped", count)
-        fmt, args = "bridge: dropped %d message(s): %s (%d in total)", (count, reason, total)
-        if force_log:
-            logger.warning(fmt, *args)
-        else:
-            self.warn("dropped", fmt, *args)
-
-    def note_rejected(self, reason: str) -> None:
-        self.count("rejected")
-        logger.warning("bridge: message rejected, not retried: %s", reason)
-
-    def warn(self, key: str, fmt: str, *args: Any) -> None:
-        """Log a warning that could repeat many times per second at most every few seconds."""
-        now = time.monotonic()
-        last = self._last_warning.get(key)
-        if last is None or now - last >= _WARN_EVERY_S:
-            self._last_warning[key] = now
-            logger.warning(fmt, *args)
-        else:
-            logger.debug(fmt, *args)
-
-
-class _Outbox(abc.ABC):
-    """Formed messages waiting for the sender; memory and spool modes share this interface.
-
-    The processor calls `put` and, once it is done, `finish_producing`; the sender calls `take`,
-    then `done` or `failed` per attempt, and `sender_exit`; stop() calls `close` last.
-    """
-
-    def __init__(self, tally: _Tally, max_buffer: int) -> None:
-        self._tally = tally
-        self.max_buffer = max_buffer
-        self._cv = threading.Condition()
-        self._producing = True
-
-    def finish_producing(self) -> None:
-        with self._cv:
-            self._producing = False
-            self._cv.notify_all()
-
-    @abc.abstractmethod
-    def put(self, envelopes: list[_Envelope]) -> None:
-        """Queue formed messages behind everything before them and wake the sender."""
-
-    @abc.abstractmethod
-    def take(self, past_deadline: Callable[[], bool]) -> _Envelope | None:
-        """The oldest message; None once the processor is done and nothing is left, or at the deadline."""
-
-    @abc.abstractmethod
-    def done(self, envelope: _Envelope) -> None:
-        """The message was delivered or dropped: it is not sent again."""
-
-    @abc.abstractmethod
-    def failed(self, envelope: _Envelope) -> None:
-        """An attempt failed; the message stays at the head of the queue."""
-
-    @abc.abstractmethod
-    def depth(self) -> int:
-        """Messages waiting or being sent."""
-
-    @abc.abstractmethod
-    def sender_exit(self, unsent: _Envelope | None) -> None:
-        """The sender ends; `unsent` is the message it was still trying to deliver."""
-
-    @abc.abstractmethod
-    def close(self, *, sender_running: bool) -> None:
-        """Settle what is left at stop(): count it as dropped, or keep it spooled."""
-
-
-class _MemoryOutbox(_Outbox):
-    """A bounded deque: past `max_buffer` the oldest messages go (the newest state matters most)."""
-
-    def __init__(self, tally: _Tally, max_buffer: int) -> None:
-        super().__init__(tally, max_buffer)
-        self._queue: deque[_Envelope] = deque()
-        self._inflight: _Envelope | None = None  # counts against max_buffer
-
-    def put(self, envelopes: list[_Envelope]) -> None:
-        dropped = 0
-        with self._cv:
-            for envelope in envelopes:
-                busy = 1 if self._inflight is not None else 0
-                while self._queue and len(self._queue) + busy >= self.max_buffer:
-                    self._queue.popleft()
-                    dropped += 1
-                if len(self._queue) + busy >= self.max_buffer:
-                    dropped += 1
-                    continue
-                self._queue.append(envelope)
-            self._cv.notify_all()
-        if dropped:
-            self._tally.note_dropped(dropped, f"buffer full (max_buffer={self.max_buffer})")
-
-    def take(self, past_deadline: Callable[[], bool]) -> _Envelope | None:
-        while not past_deadline():
-            with self._cv:
-                if self._queue:
-                    self._inflight = self._queue.popleft()
-                    return self._inflight
-                if not self._producing:
-                    return None
-                self._cv.wait(0.5)
-        return None
-
-    def done(self, envelope: _Envelope) -> None:
-        self._inflight = None
-
-    def failed(self, envelope: _Envelope) -> None:
-        """Nothing to record: an attempt count in memory would die with the process anyway."""
-
-    def depth(self) -> int:
-        return len(self._queue) + (1 if self._inflight is not None else 0)
-
-    def sender_exit(self, unsent: _Envelope | None) -> None:
-        if unsent is not None:
-            self._inflight = None
-            self._tally.note_dropped(1, _TIMED_OUT, force_log=True)
-
-    def close(self, *, sender_running: bool) -> None:
-        with self._cv:
-            left = len(self._queue)
-            self._queue.clear()
-        if left:
-            self._tally.note_dropped(left, _TIMED_OUT, force_log=True)
-
-
-class _SpoolOutbox(_Outbox):
-    """Write-through to a `delivery.Spool`: what is not delivered by stop() waits for the next run."""
-
-    def __init__(self, tally: _Tally, max_buffer: int, spool: delivery.Spool, max_spooled: int) -> None:
-        super().__init__(tally, max_buffer)
-        self._spool = spool
-        self._max_spooled = max_spooled
-        self._new_work = False
-        self._readahead: deque[_Envelope] = deque()
-        self._readahead_hi = 0  # highest spool id the sender has read; protected from trimming
-        self._acks: list[int] = []
-        self._close_lock = threading.Lock()
-        self._sender_exited = False
-        self._sender_closes = False
-
-    def put(self, envelopes: list[_Envelope]) -> None:
-        try:
-            over = self._spool.depth() + len(envelopes) - self._max_spooled
-            if over > 0:
-                trimmed = self._spool.drop_oldest(over, after_id=self._readahead_hi)
-                cut = min(len(envelopes), over - trimmed)  # the rest is being sent: drop oldest new
-                del envelopes[:cut]
-                self._tally.note_dropped(trimmed + cut, f"spool full (max_spooled={self._max_spooled})")
-            self._spool.append_many((SPOOL_KIND, json.loads(env.data)) for env in envelopes)
-        except Exception as exc:
-            self._tally.note_dropped(len(envelopes), f"spool write failed: {exc!r}", force_log=True)
-            return
-        with self._cv:
-            self._new_work = True
-            self._cv.notify_all()
-
-    def take(self, past_deadline: Callable[[], bool]) -> _Envelope | None:
-        while not past_deadline():
-            if self._readahead:
-                return self._readahead.popleft()
-            self._flush_acks()  # before peeking, or acknowledged rows would be read again
-            with self._cv:
-                self._new_work = False
-            try:
-                rows = self._spool.peek(min(self.max_buffer, _READAHEAD))
-            except Exception as exc:
-                self._tally.warn("spool-read", "bridge: cannot read the spool: %r", exc)
-                with self._cv:
-                    self._cv.wait(1.0)
-                continue
-            for row in rows:
-                self._read(row)
-            if self._readahead:
-                continue
-            with self._cv:
-                if not self._producing and not self._new_work:
-                    return None
-                if not self._new_work:
-                    self._cv.wait(0.5)
-        return None
-
-    def _read(self, row: delivery.SpooledMessage) -> None:
-        self._readahead_hi = max(self._readahead_hi, row.id)
-        message = row.payload.get("message")
-        if not isinstance(message, dict):  # not ours: never send it, never block on it
-            self._tally.note_rejected(f"spooled row {row.id} is not a gui-update body")
-            self._acks.append(row.id)
-            return
-        data = _encode_json(row.payload)
-        self._readahead.append(
-            _Envelope(data, str(row.payload.get("messageId", "")), str(message.get("type", "")), row.id)
-        )
-
-    def done(self, envelope: _Envelope) -> None:
-        assert envelope.spool_id is not None
-        self._acks.append(envelope.spool_id)
-        if len(self._acks) >= _ACK_EVERY:
-            self._flush_acks()
-
-    def failed(self, envelope: _Envelope) -> None:
-        assert envelope.spool_id is not None
-        try:
-            self._spool.record_attempt([envelope.spool_id])
-        except Exception:
-            logger.debug("bridge: could not record a failed attempt", exc_info=True)
-
-    def _flush_acks(self) -> None:
-        """Commit acknowledgements; if that fails they are resent later (the server dedupes)."""
-        if self._acks:
-            try:
-                self._spool.ack(self._acks)
-            except Exception as exc:
-                self._tally.warn("spool-ack", "bridge: cannot acknowledge in the spool: %r", exc)
-            self._acks = []
-
-    def depth(self) -> int:
-        try:
-            return self._spool.depth() - len(self._acks)
-        except Exception:
-            return 0
-
-    def sender_exit(self, unsent: _Envelope | None) -> None:
-        self._flush_acks()
-        with self._close_lock:
-            self._sender_exited = True
-            if self._sender_closes:
-                self._close_spool()
-
-    def close(self, *, sender_running: bool) -> None:
-        left = self.depth()
-        with self._close_lock:
-            if sender_running and not self._sender_exited:
-                self._sender_closes = True  # mid-request: it acknowledges, then closes the spool
-            else:
-                self._close_spool()
-        if left:
-            logger.info("bridge stopped with %d message(s) kept in the spool for the next run", left)
-
-    def _close_spool(self) -> None:
-        try:
-            self._spool.close()
-        except Exception:
-            logger.exception("bridge: closing the spool failed")
-
-
-def _open_outbox(tally: _Tally, max_buffer: int, spool_path: str | None, max_spooled: int) -> _Outbox:
-    if spool_path is None:
-        return _MemoryOutbox(tally, max_buffer)
-    try:
-        spool = delivery.Spool(spool_path)
-    except Exception:
-        logger.exception("bridge: cannot open spool %s; buffering in memory only", spool_path)
-        return _MemoryOutbox(tally, max_buffer)
-    if spool.depth():
-        logger.info("bridge: %d message(s) from an earlier run in %s go first", spool.depth(), spool_path)
-    return _SpoolOutbox(tally, max_buffer, spool, max_spooled)
 
 
 class WebGUIBridge:
@@ -416,7 +123,7 @@ class WebGUIBridge:
         self._retry_base = retry_base
         self._retry_cap = retry_cap
         self._opener = urllib.request.build_opener(_NoRedirect)
-        self._tally = _Tally()
+        self._tally = outbox.Tally(logger)
 
         self._system_info: dict[str, Any] = {}
         self._connection_callback: Callable[[bool], None] | None = None
@@ -429,7 +136,7 @@ class WebGUIBridge:
         self._shaper = delivery.Shaper(
             progress_hz=progress_hz, batch_lines=LOG_BATCH_MAX_LINES, batch_age=LOG_BATCH_MAX_AGE_S
         )
-        self._outbox = _open_outbox(self._tally, self.max_buffer, spool_path, max(1, int(max_spooled)))
+        self._outbox = outbox.open_outbox(self._tally, self.max_buffer, spool_path, max(1, int(max_spooled)))
 
         # Newest screenshots waiting to go (screenshots are state: a newer set replaces older).
         self._shot_cv = threading.Condition()
@@ -599,7 +306,7 @@ class WebGUIBridge:
         except Exception:
             logger.exception("bridge: could not process a %r message", msg.get("type"))
 
-    def _envelope(self, message: dict[str, Any], wall: float) -> _Envelope | None:
+    def _envelope(self, message: dict[str, Any], wall: float) -> outbox.Envelope | None:
         """The final gui-update body of `message`, with its messageId; None if it cannot be sent."""
         message_id = uuid.uuid4().hex
         body: dict[str, Any] = {
@@ -611,16 +318,16 @@ class WebGUIBridge:
         if self.agent_id:
             body["agentId"] = self.agent_id
         try:
-            data = _encode_json(body)
+            data = delivery.encode_json(body)
         except (TypeError, ValueError) as exc:
             self._tally.note_rejected(f"{message.get('type')!r} is not JSON-encodable: {exc}")
             return None
-        return _Envelope(data, message_id, str(message.get("type", "")))
+        return outbox.Envelope(data, message_id, str(message.get("type", "")))
 
     # -- sender: outbox -> POST /api/gui-update, in order, with retries -------------------------
 
     def _send_loop(self) -> None:
-        env: _Envelope | None = None
+        env: outbox.Envelope | None = None
         failures = 0
         try:
             while True:
@@ -644,7 +351,7 @@ class WebGUIBridge:
             except Exception:
                 logger.exception("bridge: could not settle the outbox")
 
-    def _send_one(self, env: _Envelope, failures: int) -> bool:
+    def _send_one(self, env: outbox.Envelope, failures: int) -> bool:
         """POST one message; True when done with it (delivered or dropped), False to retry it."""
         answer = self._post("/api/gui-update", env.data, "application/json", self._timeout())
         outcome = answer.outcome
@@ -713,7 +420,9 @@ class WebGUIBridge:
         payload: dict[str, Any] = {**self._system_info, "machineId": self.machine_id}
         if self.agent_id:
             payload["agentId"] = self.agent_id
-        answer = self._post("/api/heartbeat", _encode_json(payload), "application/json", self._timeout())
+        answer = self._post(
+            "/api/heartbeat", delivery.encode_json(payload), "application/json", self._timeout()
+        )
         ok = answer.outcome is delivery.Outcome.DELIVERED
         self._set_connected(ok)
         if ok:
@@ -836,37 +545,6 @@ class WebGUIBridge:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _encode_json(body: Any) -> bytes:
-    """Strict JSON (no NaN, which the server rejects); odd values are coerced rather than lost."""
-    try:
-        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError):
-        return json.dumps(_jsonable(body, 0), separators=(",", ":"), allow_nan=False).encode()
-
-
-def _jsonable(value: Any, depth: int) -> Any:
-    if depth > 64:
-        raise ValueError("nested too deeply (circular?)")
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v, depth + 1) for v in value]
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
-    for attr in ("tolist", "item"):  # numpy arrays and scalars
-        convert = getattr(value, attr, None)
-        if callable(convert):
-            try:
-                return _jsonable(convert(), depth + 1)
-            except Exception:
-                break
-    return str(value)
 
 
 def _quote_field(name: str) -> str:

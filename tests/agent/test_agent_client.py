@@ -21,7 +21,7 @@ from goliat_monitor.agent.client import (
     ServerRejected,
     ServerUnavailable,
 )
-from goliat_monitor.delivery import GUI_UPDATE, Spool
+from goliat_monitor.outbox import GUI_UPDATE, Spool
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

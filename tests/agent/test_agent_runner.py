@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from goliat_monitor.agent.runner import AGENT_PREFIX, OutputPump, StudyProcess, kill_process_tree
-from goliat_monitor.delivery import GUI_UPDATE, Spool
+from goliat_monitor.outbox import GUI_UPDATE, Spool
 
 GREEN, RESET = "\x1b[32m", "\x1b[0m"
 

@@ -28,7 +28,7 @@ from python_multipart import parse_form
 
 from goliat_monitor import bridge as bridge_module
 from goliat_monitor.bridge import WebGUIBridge
-from goliat_monitor.delivery import Spool
+from goliat_monitor.outbox import Spool
 
 # Answer rule: given the request and how many times this messageId was seen before, return a
 # status, or None to drop the connection without answering.
@@ -470,6 +470,10 @@ import importlib.util, sys
 sys.path.insert(0, sys.argv[1])
 assert importlib.util.find_spec("goliat_monitor") is None, "goliat_monitor must not be importable here"
 import bridge, vendored.bridge
+# each layout resolves its siblings in its own place: top-level beside it, or inside its package
+for module, prefix in ((bridge, ""), (vendored.bridge, "vendored.")):
+    names = (module.delivery.__name__, module.outbox.__name__, module.outbox.delivery.__name__)
+    assert names == (prefix + "delivery", prefix + "outbox", prefix + "delivery"), names
 for module, spool in ((bridge, None), (vendored.bridge, sys.argv[3])):
     b = module.WebGUIBridge(sys.argv[2], "203.0.113.7", spool_path=spool, retry_base=0.02, retry_cap=0.1)
     b.start()
@@ -481,17 +485,17 @@ print(sorted(name for name in sys.modules if "goliat" in name))
 """
 
 
-def test_the_bridge_works_from_two_copied_files_without_goliat_monitor(
+def test_the_bridge_works_from_three_copied_files_without_goliat_monitor(
     stub: tuple[Recorder, str], tmp_path: Path
 ) -> None:
-    """GOLIAT copies bridge.py and delivery.py side by side, as top-level modules or into a package."""
+    """GOLIAT copies bridge.py, delivery.py and outbox.py side by side, top-level or into a package."""
     recorder, url = stub
     source = Path(bridge_module.__file__).parent
     package = tmp_path / "vendored"
     package.mkdir()
     (package / "__init__.py").write_text("")
     for folder in (tmp_path, package):
-        for name in ("bridge.py", "delivery.py"):
+        for name in ("bridge.py", "delivery.py", "outbox.py"):
             shutil.copy(source / name, folder / name)
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     # -I: no PYTHONPATH, no user site, not the script's folder; -S: no site-packages at all.

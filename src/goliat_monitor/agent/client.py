@@ -30,17 +30,8 @@ from typing import Any
 import httpx
 
 from goliat_monitor import __version__
-from goliat_monitor.delivery import (
-    GUI_UPDATE,
-    Outcome,
-    Spool,
-    SpoolClosedError,
-    SpooledMessage,
-    outcome_for,
-    parse_retry_after,
-    plan_sends,
-    retry_delay,
-)
+from goliat_monitor.delivery import Outcome, outcome_for, parse_retry_after, plan_sends, retry_delay
+from goliat_monitor.outbox import GUI_UPDATE, Spool, SpoolClosedError, SpooledMessage
 
 __all__ = [
     "AgentHTTPError",

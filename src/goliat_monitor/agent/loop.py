@@ -51,9 +51,10 @@ from goliat_monitor.agent.goliat_output import GoliatOutputParser
 from goliat_monitor.agent.identity import claim_work_dir, load_agent_id, release_work_dir
 from goliat_monitor.agent.runner import OutputPump, StudyProcess, kill_process_tree
 from goliat_monitor.agent.system_info import SystemProbe
-from goliat_monitor.delivery import GUI_UPDATE, Spool, backoff_delay, retry_delay
+from goliat_monitor.delivery import backoff_delay, retry_delay
 from goliat_monitor.domain.campaign import ConfigError, merge_extends
 from goliat_monitor.domain.models import PHASES
+from goliat_monitor.outbox import GUI_UPDATE, Spool
 from goliat_monitor.settings import AgentSettings
 
 __all__ = ["Agent", "RunState", "build_command", "install_signal_handlers"]

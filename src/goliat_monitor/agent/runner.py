@@ -30,7 +30,8 @@ from typing import IO, Any
 import psutil
 
 from goliat_monitor.agent.goliat_output import GoliatOutputParser
-from goliat_monitor.delivery import GUI_UPDATE, Shaped, Shaper, Spool, drain
+from goliat_monitor.delivery import Shaped, Shaper, drain
+from goliat_monitor.outbox import GUI_UPDATE, Spool
 
 __all__ = ["AGENT_PREFIX", "OutputPump", "StudyProcess", "kill_process_tree"]
 

@@ -68,6 +68,7 @@ class Hub:
         self.clients: set[Client] = set()
         self.frames_sent = 0
         self._task: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
         self._broker_pos = 0
         self._dirty_workers: set[str] = set()
         self._dirty_studies: set[str] = set()
@@ -103,7 +104,7 @@ class Hub:
         self._idle_since = None
         if self._task is None or self._task.done():
             # Subscribe now, not when the task first runs: nothing published in between is lost.
-            sub = self.context.events.subscribe()
+            self._subscription = sub = self.context.events.subscribe()
             self._broker_pos = self.context.events.last_id
             self._task = asyncio.create_task(self._run(sub), name="sse-hub")
         return client
@@ -126,12 +127,17 @@ class Hub:
             client.queue.put_nowait(CLOSE)
 
     async def stop(self) -> None:
+        """End every stream and the loop; `create_app`'s lifespan calls this at shutdown."""
         self.close_all()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._subscription is not None:
+            # A loop cancelled before it first ran never reached its own `finally`.
+            self.context.events.unsubscribe(self._subscription)
+            self._subscription = None
 
     def event_id(self, broker_id: int, log_id: int) -> str:
         return format_event_id(self.epoch, broker_id, log_id)

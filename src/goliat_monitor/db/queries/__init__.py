@@ -10,5 +10,8 @@
 Route handlers call these through `Database.read` / `Database.write`; each write function runs in
 its own savepoint, so raising an `ApiError` half-way leaves the database exactly as it was.
 Functions take SQL parameters and return rows or small dataclasses of rows; the JSON the API
-answers with is shaped in `server/views.py`. No SQL lives outside this package (and `db/raw.py`).
+answers with is shaped in `server/views.py`.
+
+Imports run one way, so there are no cycles: `common` <- `ingest`, `studies` <- `assignments`
+<- `artifacts` <- `workers`.
 """

@@ -86,6 +86,7 @@ def record_event(
     now: float,
     worker_id: str | None = None,
 ) -> None:
+    """One line of an assignment's history: who moved it from which status to which, and why."""
     conn.execute(
         insert(assignment_events).values(
             assignment_id=assignment_id,

@@ -127,6 +127,7 @@ def resolve_worker(
 
 
 def renew_lease(conn: Connection, worker: Mapping[Any, Any], clock: Clock) -> None:
+    """Push back the lease of the assignment `worker` runs: any message shows the run is alive."""
     if worker["current_assignment_id"]:
         Raw(conn).run(
             "UPDATE assignments SET lease_expires_at = :lease WHERE id = :id AND worker_id = :worker_id"

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -30,7 +31,11 @@ def test_the_app_lifespan_ends_open_streams_and_stops_the_hub(tmp_path: Path) ->
         closed = not client.queue.empty() and client.queue.get_nowait() is CLOSE
         return subscribed, app.state.context.events.subscriber_count, closed
 
-    subscribed_while_open, subscribed_after, stream_told_to_close = asyncio.run(open_then_shut_down())
+    # A thread of its own: the browser tests keep an event loop running on the main thread.
+    with ThreadPoolExecutor(1) as pool:
+        subscribed_while_open, subscribed_after, stream_told_to_close = pool.submit(
+            asyncio.run, open_then_shut_down()
+        ).result(timeout=30)
     assert subscribed_while_open == 1
     assert stream_told_to_close
     assert subscribed_after == 0

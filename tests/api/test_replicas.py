@@ -5,11 +5,29 @@ from __future__ import annotations
 import time
 
 import httpx
+import psycopg
 import pytest
 
+from goliat_monitor.server.fanout import CHANNEL
 from goliat_monitor.settings import ServerSettings
 from tests.api.helpers import create_study, gui
 from tests.conftest import start_server
+
+
+def wait_for_listeners(database_url: str, count: int) -> None:
+    """Until `count` connections to the database have run `LISTEN`: the replicas hear each other."""
+    url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    deadline = time.monotonic() + 10
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            listening = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
+                (f"LISTEN {CHANNEL}",),
+            ).fetchone()
+            if listening is not None and listening[0] >= count:
+                return
+            assert time.monotonic() < deadline, f"only {listening} of {count} replicas listen"
+            time.sleep(0.02)
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -19,7 +37,7 @@ def test_two_replicas_share_state_and_events(backend: str, tmp_path) -> None:
     url_b, app_b, stop_b = start_server(ServerSettings(data_dir=shared, database_url=backend))
     try:
         with httpx.Client(base_url=url_a) as a, httpx.Client(base_url=url_b) as b:
-            time.sleep(0.5)  # both listeners are up
+            wait_for_listeners(backend, 2)
             study = create_study(a, count=2)
             claimed = b.post(
                 f"/api/assignments/{study['assignments'][0]['id']}/claim", json={"machineId": "m1"}

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from goliat_monitor.server.overview import SORTS, STATUS_FILTERS, shown_workers, totals
-from goliat_monitor.server.stream import worker_view
+from goliat_monitor.server.views import worker_view
 from tests.api.helpers import gui, heartbeat, log_batch
 from tests.conftest import LiveServer
 from tests.web.conftest import PageProblems

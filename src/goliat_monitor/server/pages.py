@@ -26,15 +26,18 @@ from fastapi.templating import Jinja2Templates
 from starlette.types import Scope
 
 from goliat_monitor import __version__
-from goliat_monitor.db import queries
+from goliat_monitor.db.queries import studies as study_queries
+from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.domain.models import ANSI_ESCAPE, LOG_TYPES
 from goliat_monitor.errors import NotFound
+from goliat_monitor.server import views as api_views
 from goliat_monitor.server.auth import may_change
 from goliat_monitor.server.context import ServerContext
+from goliat_monitor.server.hub import get_hub
 from goliat_monitor.server.overview import SORTS, STATUS_FILTERS, shown_workers, totals
-from goliat_monitor.server.stream import (
+from goliat_monitor.server.views import (
+    STUDY_EVENTS_SHOWN,
     assignment_rows,
-    get_hub,
     parse_iso,
     study_summary,
     worker_view,
@@ -46,7 +49,6 @@ STATIC_DIR = HERE / "static"
 
 ACTIVE_STUDY_STATUSES = ("RUNNING", "PENDING")
 ASSIGNMENT_STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
-STUDY_EVENTS_SHOWN = 300
 
 
 def static_version(directory: Path = STATIC_DIR) -> str:
@@ -255,13 +257,17 @@ def _event_id(request: Request, broker_id: int, log_id: int) -> str:
 # -- overview ----------------------------------------------------------------------------------
 
 
+def _study_listings(conn: Any) -> list[dict[str, Any]]:
+    return [api_views.study_listing(listing) for listing in study_queries.list_super_studies(conn)]
+
+
 def _with_eta(conn: Any, studies: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
     """Study summaries; running ones re-read one by one for the campaign ETA the list lacks."""
     out = []
     for study in studies:
         if study["status"] in ACTIVE_STUDY_STATUSES:
             with contextlib.suppress(NotFound):
-                study = queries.get_super_study(conn, study["id"], now=now)
+                study = api_views.super_study(study_queries.get_super_study(conn, study["id"], now=now))
         out.append(study_summary(study))
     return out
 
@@ -282,8 +288,11 @@ async def overview(
     clock = context.clock()
 
     def read(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        studies = [s for s in queries.list_super_studies(conn) if s["status"] in ACTIVE_STUDY_STATUSES]
-        return queries.list_workers(conn, clock, include_stale=stale), _with_eta(conn, studies, clock.now)
+        studies = [s for s in _study_listings(conn) if s["status"] in ACTIVE_STUDY_STATUSES]
+        workers = [
+            api_views.worker(row, clock) for row in worker_queries.list_workers(conn, include_stale=stale)
+        ]
+        return workers, _with_eta(conn, studies, clock.now)
 
     workers, active = await context.db.read(read)
     views = [worker_view(w, now=clock.now, stalled_after_s=context.settings.stalled_after_s) for w in workers]
@@ -325,14 +334,17 @@ async def worker_page(
     clock = context.clock()
 
     def read(conn: Any) -> tuple[dict[str, Any], dict[str, Any] | None, int, dict[str, str]]:
-        worker = queries.get_worker(conn, worker_id, clock, recent_logs=settings.recent_log_lines)
+        detail = worker_queries.get_worker(conn, worker_id, recent_logs=settings.recent_log_lines)
+        worker = api_views.worker_detail(detail, clock)
         older = (
-            queries.log_page(conn, worker_id, before=before, limit=settings.recent_log_lines)
+            api_views.log_page(
+                worker_queries.log_page(conn, worker_id, before=before, limit=settings.recent_log_lines)
+            )
             if before
             else None
         )
-        top = queries.max_log_line_id(conn)
-        names = {s["id"]: s["name"] for s in queries.list_super_studies(conn)}
+        top = worker_queries.max_log_line_id(conn)
+        names = {s.row["id"]: s.row["name"] for s in study_queries.list_super_studies(conn)}
         return worker, older, top, names
 
     try:
@@ -382,7 +394,7 @@ async def super_studies(request: Request) -> HTMLResponse:
     context = _context(request)
     broker_id = context.events.last_id
     now = context.now()
-    summaries = await context.db.read(lambda conn: _with_eta(conn, queries.list_super_studies(conn), now))
+    summaries = await context.db.read(lambda conn: _with_eta(conn, _study_listings(conn), now))
     return _render(
         request,
         "super_studies.html",
@@ -402,11 +414,8 @@ async def super_study(request: Request, study_id: str) -> HTMLResponse:
     now = context.now()
 
     def read(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        study = queries.get_super_study(conn, study_id, now=now)
-        events = study.get("events")
-        if events is None:
-            events = queries.assignment_events_for(conn, [a["id"] for a in study["assignments"]])
-        return study, events
+        study = api_views.super_study(study_queries.get_super_study(conn, study_id, now=now))
+        return study, study["events"]
 
     try:
         study, events = await context.db.read(read)

@@ -22,6 +22,7 @@ from goliat_monitor.agent.client import (
     ServerUnavailable,
 )
 from goliat_monitor.outbox import GUI_UPDATE, Spool
+from tests.support import wait_for
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -229,13 +230,6 @@ def test_sender_delivers_in_order_through_an_outage_and_acks_only_after_200(spoo
     assert spool.depth() == 0
     assert sender.stats.sent == 20 and sender.stats.retries == 4
     assert server.attempts == 24
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 @pytest.mark.parametrize("refusal", [503, 401])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 
 from goliat_monitor.agent.runner import AGENT_PREFIX, OutputPump, StudyProcess, kill_process_tree
 from goliat_monitor.outbox import GUI_UPDATE, Spool
+from tests.support import wait_for
 
 GREEN, RESET = "\x1b[32m", "\x1b[0m"
 
@@ -71,9 +71,7 @@ def test_log_lines_become_batches_with_sequences_from_zero_in_order(spool: Spool
 def test_a_batch_is_sealed_when_it_is_old_enough(spool: Spool) -> None:
     pump = make_pump(spool, batch_lines=100, batch_age=0.05)
     pump.feed(progress_line(1))
-    deadline = time.monotonic() + 5
-    while spool.depth() == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: spool.depth() > 0, timeout=5, what="the batch to be sealed by age")
     assert logged(spool) == ["    - Memory usage at 1%, reloading project to free memory..."]
     pump.close()
 
@@ -222,10 +220,9 @@ def test_interrupt_is_a_ctrl_c_for_the_study(tmp_path: Path) -> None:
     got = Lines()
     process = StudyProcess(argv, cwd=tmp_path, env={}, on_lines=got)
     process.start()
-    deadline = time.monotonic() + 20
-    while "ready" not in got.lines and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert "ready" in got.lines, "the study never started"  # else the signal would test nothing
+    wait_for(
+        lambda: "ready" in got.lines, timeout=20, what="the study to start"
+    )  # else the signal tests nothing
     process.interrupt()
     assert process.wait(20) == 130
     process.finish_output()
@@ -245,9 +242,7 @@ def test_kill_takes_the_whole_process_tree(tmp_path: Path) -> None:
     got = Lines()
     process = StudyProcess(argv, cwd=tmp_path, env={}, on_lines=got)
     process.start()
-    deadline = time.monotonic() + 20
-    while not got.lines and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: got.lines, timeout=20, what="the study to print its child's pid")
     grandchild = int(got.lines[0])
     process.kill()
     assert process.wait(20) is not None

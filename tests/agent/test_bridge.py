@@ -29,6 +29,7 @@ from python_multipart import parse_form
 from goliat_monitor import bridge as bridge_module
 from goliat_monitor.bridge import WebGUIBridge
 from goliat_monitor.outbox import Spool
+from tests.support import wait_for
 
 # Answer rule: given the request and how many times this messageId was seen before, return a
 # status, or None to drop the connection without answering.
@@ -150,14 +151,6 @@ def make_bridge(stub: tuple[Recorder, str]) -> Iterator[Callable[..., WebGUIBrid
     yield make
     for bridge in bridges:
         bridge.stop(timeout=0)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 def status(text: str) -> dict[str, Any]:

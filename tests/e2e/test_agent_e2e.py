@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shlex
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,26 +27,11 @@ from goliat_monitor.agent.runner import AGENT_PREFIX
 from goliat_monitor.config_files import read_config
 from goliat_monitor.domain.splitting import split_config
 from tests.conftest import TEST_CONFIGS
+from tests.support import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
 
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Server:

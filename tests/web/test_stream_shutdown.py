@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from goliat_monitor.server import hub
 from goliat_monitor.server.app import create_app
 from goliat_monitor.server.sse import CLOSE
 from goliat_monitor.settings import ServerSettings
+from tests.support import free_port, wait_for
 from tests.web.sse import SseReader
 
 
@@ -41,29 +41,23 @@ def test_the_app_lifespan_ends_open_streams_and_stops_the_hub(tmp_path: Path) ->
     assert subscribed_after == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_sigterm_ends_an_open_stream_promptly_and_the_server_exits(tmp_path: Path) -> None:
     """What systemd or Docker do at shutdown: open pages must not hold the server up."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "goliat_monitor", "serve", "--port", str(port)]
     command += ["--data-dir", str(tmp_path), "--log-level", "info"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def healthy() -> bool:
+            assert process.poll() is None, "the server exited"
             try:
-                if httpx.get(url + "/api/health", timeout=1).status_code == 200:
-                    break
+                return httpx.get(url + "/api/health", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
+                return False
+
+        wait_for(healthy, timeout=30, what="the server to start")
         with SseReader(url, {"workers": "all"}) as sse:
             sse.until(lambda e: e.event == "hello")
             process.send_signal(signal.SIGTERM)

@@ -11,7 +11,7 @@ T = TypeVar("T")
 
 
 def wait_for(
-    condition: Callable[[], T], timeout: float = 30.0, what: str = "condition", every: float = 0.02
+    condition: Callable[[], T | None], timeout: float = 30.0, what: str = "condition", every: float = 0.02
 ) -> T:
     """Poll `condition` until it returns something truthy, and return that; fail after `timeout` s.
 

@@ -39,6 +39,11 @@ class Heartbeat(_Wire):
     gpuPercent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
     vramUsedGB: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     vramTotalGB: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    # Disk I/O as GOLIAT's "Disk I/O" tab plots it (MB = 2**20 bytes, since the previous
+    # heartbeat; see agent/system_info.py for what "page faults" counts on each OS).
+    diskReadMBps: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    diskWriteMBps: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    pageFaultsPerSec: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     # The assignment the agent is running; the answer lists it in `stopAssignmentIds` if it
     # should stop (cancelled, requeued or reassigned).
     assignmentId: Annotated[str, Field(max_length=64)] | None = None
@@ -126,6 +131,21 @@ class MemoryError_(_Wire):
     exit_code: int | None = None
 
 
+class TimingSample(_Wire):
+    """The goliat-monitor agent's own message: one duration GOLIAT's profiler measured.
+
+    GOLIAT's GUI keeps these for its Timings tabs and never sends them; the agent reads them from
+    GOLIAT's output (agent/goliat_output.py). `subtask` None is the whole phase; `simulation` is
+    the 1-based simulation number. Statistics and pies: domain/timings.py.
+    """
+
+    type: Literal["timing"]
+    phase: Annotated[str, Field(min_length=1, max_length=64)]
+    subtask: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    simulation: Annotated[int, Field(ge=0)] | None = None
+
+
 class OtherMessage(BaseModel):
     """Any other message type (`print`, `terminal_only`, animations, future ones): kept verbatim."""
 
@@ -144,6 +164,7 @@ KNOWN_MESSAGES: dict[str, type[BaseModel]] = {
     "finished": Finished,
     "fatal_error": FatalError,
     "memory_error": MemoryError_,
+    "timing": TimingSample,
 }
 
 
@@ -163,6 +184,7 @@ GuiMessage = Annotated[
     | Annotated[Finished, Tag("finished")]
     | Annotated[FatalError, Tag("fatal_error")]
     | Annotated[MemoryError_, Tag("memory_error")]
+    | Annotated[TimingSample, Tag("timing")]
     | Annotated[OtherMessage, Tag("other")],
     Discriminator(_message_tag),
 ]

@@ -4,7 +4,8 @@ A plain `goliat study` cannot be pointed at our server (its GUI hard-codes the p
 so the agent watches its output instead. `GoliatOutputParser.feed(line, now)` takes one line of
 that output and returns plain dicts shaped like GOLIAT's GUI queue messages
 (`status`, `terminal_only`, `overall_progress`, `stage_progress`, `simulation_details`,
-`profiler_update`; see docs/goliat-protocol.md). It does no I/O and never reads the
+`profiler_update`; see docs/goliat-protocol.md), plus our own `timing` message (one measured
+duration, for the Timings tabs GOLIAT's GUI draws and never sends). It does no I/O and never reads the
 clock: `now` is passed in, so the same input always gives the same output. `tick(now)` refreshes
 progress and ETA while GOLIAT is silent (a long setup or solver run prints little).
 
@@ -100,6 +101,20 @@ Structure -> protocol messages
                                                            100 if all are done, ETA 0
     =====================================================  =====================================
 
+Timings -> `timing` messages (`protocol.TimingSample`; `domain/timings.py` turns them into
+GOLIAT's Timings table and pies). GOLIAT's profiler times each phase and subtask; its GUI keeps
+the durations and never sends them, but its log records print them::
+
+    --- Finished: setup (took 104.53s) ---            {phase: setup, subtask: None, seconds}
+    `    - Subtask 'setup_simulation' done in 98.10s`   {phase: setup, subtask: simulation, ...}
+    `      - Subtask 'run_isolve_execution' done in 812.40s`  (nested subtasks: 6 spaces)
+
+  Subtask records are verbose level: on the console and in `logs/<ts>.log` or a simulation's
+  `verbose.log`, never in a `*.progress.log`; from there only phase durations come (each from
+  its `Finished` header, else its top-level `Done in`). A task name is split at its phase
+  (`split_task_name`); a cached setup's duration is left out, as GOLIAT leaves it out.
+  `simulation` is the 1-based simulation number when known.
+
 `overall_progress` (as `{current: percent, total: 100}`, like the GUI's periodic sync) and
 `profiler_update` (`eta_seconds`) follow each of those events and every `tick`.
 `status` / `terminal_only` messages carry `timestamp: now`, as GOLIAT's queue messages do.
@@ -135,6 +150,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from goliat_monitor.domain.models import ANSI_ESCAPE, PHASES
+from goliat_monitor.domain.timings import split_task_name
 
 __all__ = [
     "DEFAULT_PHASE_SECONDS",
@@ -164,6 +180,7 @@ _PHASE_START = re.compile(r"^--- Starting: (setup|run|extract) ---$")
 _PHASE_END = re.compile(r"^--- Finished: (setup|run|extract) \(took ([\d.]+)s\) ---$")
 _TOP_SUBTASK = re.compile(r"^  - (Setup simulation|Run simulation total|Extract results[^.]*)\.\.\.$")
 _TOP_DONE = re.compile(r"^    - Done in ([\d.]+)s$")
+_SUBTASK_DONE = re.compile(r"^- Subtask '([^']+)' done in ([\d.]+)s$")
 _ISOLVE_PROGRESS = re.compile(
     r"\[PROGRESS\]:\s*(\d+)%\s*\[[^\]]*\]\s*Time Update[^@]*"
     r"estimated remaining time\s+([^@]+?)\s+@\s+([\d.]+)\s+MCells/s"
@@ -707,7 +724,7 @@ class GoliatOutputParser:
             done, total = int(m.group(1)), int(m.group(2))
             self.study.total = total
             if done >= self.study.completed:
-                self._close_phase()
+                self._close_phase(out)
                 self.study.completed = min(done, total)
             self._progress(out, now)
         elif m := _BOX_STAGE.match(first):
@@ -744,6 +761,9 @@ class GoliatOutputParser:
                 self._stage(out, phase.name.capitalize(), 1, 1, None)
                 self._progress(out, now)
             return
+        if m := _SUBTASK_DONE.match(s):
+            self._subtask_timing(m.group(1), float(m.group(2)), out)
+            return
         if m := _ISOLVE_PROGRESS.search(s):
             self._solver_progress(int(m.group(1)), _parse_duration(m.group(2)), now, out)
             return
@@ -767,7 +787,7 @@ class GoliatOutputParser:
         if study.finished:
             self._reset()
             study = self.study
-        self._close_phase()
+        self._close_phase(out)
         study.total = total
         if index > study.index:
             study.completed = max(study.completed, index - 1)
@@ -791,7 +811,7 @@ class GoliatOutputParser:
         )
 
     def _start_phase(self, name: str, now: float, out: Messages, *, real: bool) -> None:
-        self._close_phase()
+        self._close_phase(out)
         self.study.phase = _PhaseRun(name=name, started=now, real=real)
         self.study.isolve_percent = self.study.isolve_remaining = None
         self._stage(out, name.capitalize(), 0, 1, None)
@@ -816,21 +836,33 @@ class GoliatOutputParser:
             self.study.phase = phase
         phase.took = took
         phase.done = True
-        self._commit(phase)
+        self._commit(phase, out)
         self._stage(out, _PHASE_DONE_NAME[name], 1, 1, None)
         self._progress(out, now)
 
-    def _close_phase(self) -> None:
+    def _close_phase(self, out: Messages) -> None:
         """Record the duration of a phase that ended without GOLIAT's `Finished` header."""
         phase = self.study.phase
         if phase is not None and phase.took is None and phase.done and phase.subtask_seconds > 0:
             phase.took = phase.subtask_seconds
-            self._commit(phase)
+            self._commit(phase, out)
 
-    def _commit(self, phase: _PhaseRun) -> None:
+    def _commit(self, phase: _PhaseRun, out: Messages) -> None:
         if phase.took is None or (phase.name == "setup" and not phase.real):
             return  # a cached setup says nothing about how long a real one takes
         self.study.durations.setdefault(phase.name, []).append(phase.took)
+        self._timing(phase.name, None, phase.took, out)
+
+    def _subtask_timing(self, task: str, seconds: float, out: Messages) -> None:
+        running = self.study.phase
+        phase, subtask = split_task_name(task, running.name if running is not None else None)
+        self._timing(phase, subtask, seconds, out)
+
+    def _timing(self, phase: str, subtask: str | None, seconds: float, out: Messages) -> None:
+        message: dict[str, Any] = {"type": "timing", "phase": phase, "subtask": subtask, "seconds": seconds}
+        if self.study.index > 0:
+            message["simulation"] = self.study.index
+        out.append(message)
 
     def _solver_progress(self, percent: int, remaining: float | None, now: float, out: Messages) -> None:
         study = self.study
@@ -847,7 +879,7 @@ class GoliatOutputParser:
 
     def _finish(self, now: float, out: Messages) -> None:
         study = self.study
-        self._close_phase()
+        self._close_phase(out)
         if study.index > study.completed and not study.failed:
             study.completed = study.index
         study.finished = True

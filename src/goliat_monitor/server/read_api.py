@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from goliat_monitor import __version__
+from goliat_monitor.db import migrate
 from goliat_monitor.db.queries import artifacts
 from goliat_monitor.db.queries import workers as worker_queries
-from goliat_monitor.db.raw import Raw
 from goliat_monitor.domain.models import LOG_TYPES
 from goliat_monitor.errors import BadRequest, NotFound
 from goliat_monitor.protocol import API_VERSION
@@ -26,13 +26,7 @@ router = APIRouter(prefix="/api", tags=["read API"])
 @router.get("/health")
 async def health(context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """For load balancers and probes: the database answers, and which schema it holds."""
-
-    def probe(conn: Connection) -> str | None:
-        # A plain SELECT: building an Alembic migration context per probe costs milliseconds.
-        revision: str | None = Raw(conn).scalar("SELECT version_num FROM alembic_version", {})
-        return revision
-
-    revision = await context.db.read(probe)
+    revision = await context.db.read(migrate.schema_revision)
     return {
         "status": "ok",
         "database": "sqlite" if context.db.is_sqlite else "postgresql",

@@ -14,7 +14,8 @@ phases, printing what GOLIAT's console mode prints (`cli/run_study.py` without a
 
 This module is the driver: the order of GOLIAT's calls, the timings, the failures and the exit
 code. How each record looks on the console and in GOLIAT's log files is `goliat_logs.py`; the
-result files each simulation leaves behind are `result_files.py`.
+result files each simulation leaves behind are `result_files.py`; iSolve's output and crashes
+are `fake_isolve.py`.
 
 Failures (`fail_at`): the run breaks in that phase of simulation `fail_simulation` and leaves the
 way GOLIAT's `BaseStudy.run` does when an error escapes the study ("--- FATAL ERROR in study: ...
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from goliat_monitor.config_files import read_config
+from goliat_monitor.demo.fake_isolve import FakeISolve, OutOfMemory, StageFailure
 from goliat_monitor.demo.goliat_logs import GoliatLogs, keep_colours
 from goliat_monitor.demo.result_files import TISSUES, fake_results, write_metadata, write_results
 from goliat_monitor.domain.campaign import (
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 
-# Seconds each subtask takes at speed 1 (about 4 s per simulation in all).
+# Seconds each subtask takes at speed 1 (about 4 s per simulation with iSolve's 1.6 s).
 _SETUP_STEPS = (
     ("Load phantom", "setup_load_phantom", 0.35),
     ("Configure scene ({scene})", "setup_configure_scene", 0.10),
@@ -66,26 +68,17 @@ _SETUP_STEPS = (
     ("Voxelize simulation", "setup_voxelize", 0.40),
     ("Save project", "setup_save_project", 0.10),
 )
-_WRITE_INPUT, _ISOLVE, _WAIT, _RELOAD = 0.20, 1.60, 0.10, 0.15
+_WRITE_INPUT, _WAIT, _RELOAD = 0.20, 0.10, 0.15
 _EXTRACT_STEPS = (
     ("Extract input power", "extract_input_power", "PowerExtractor.extract_input_power", 0.05),
     ("Extract SAR statistics", "extract_sar_statistics", "SarExtractor.extract_sar_statistics", 0.35),
     ("Extract power balance", "extract_power_balance", "PowerExtractor.extract_power_balance", 0.15),
     ("Extract point sensors", "extract_point_sensor_data", "SensorExtractor.extract_point_sensor_data", 0.10),
 )
-_ISOLVE_STEPS = 10
 
 
 class SimulatedStudyError(Exception):
     """The config cannot be read or implies no simulation GOLIAT could run."""
-
-
-class _StageFailure(Exception):
-    """The failure asked for with `fail_at`."""
-
-
-class _OutOfMemory(BaseException):
-    """GOLIAT's `sys.exit(42)` from the iSolve strategy: escapes `except Exception` like SystemExit."""
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -153,6 +146,7 @@ class _SimulatedStudy:
         self.exit_code = exit_code
         self.seed = seed
         self.rng = random.Random(seed)
+        self.isolve = FakeISolve(logs, self.rng, speed=speed, exit_code=exit_code, wait=self.wait)
         self._sleep = sleep
         self._monotonic = monotonic
         self._clock = clock
@@ -234,9 +228,9 @@ class _SimulatedStudy:
         code = 0
         try:
             self.run_study(simulations)
-        except _OutOfMemory:
+        except OutOfMemory:
             code = EXIT_CODE_OUT_OF_MEMORY
-        except _StageFailure as exc:
+        except StageFailure as exc:
             logs.log(
                 f"--- FATAL ERROR in study: {exc} ---",
                 level="progress",
@@ -330,7 +324,7 @@ class _SimulatedStudy:
                 if task == "setup_voxelize" and self.fails("setup"):
                     logs.log(f"    - {label}...", level="progress", log_type="progress", caller=setup_caller)
                     self.wait(seconds / 2)
-                    raise _StageFailure("Voxeling failed: the voxel scene could not be created")
+                    raise StageFailure("Voxeling failed: the voxel scene could not be created")
                 self.step(label, task, setup_caller, seconds, extra)
             logs.log("Common settings applied.", log_type="success", caller=setup_caller)
         write_metadata(sim, folder, self._clock())
@@ -397,7 +391,7 @@ class _SimulatedStudy:
             )
             start = self._monotonic()
             if (self.index - 1 + self.seed) % 3 == 0:
-                self._isolve_banner(names)
+                self.isolve.banner(names.sim_name)
                 logs.log("iSolve exited with code 1", log_type="verbose")
                 logs.log(
                     "    - iSolve failed, retry attempt 1",
@@ -405,7 +399,7 @@ class _SimulatedStudy:
                     log_type="warning",
                     caller="RetryHandler.record_attempt",
                 )
-            self._isolve(names)
+            self.isolve.run(names.sim_name, fail=self.fails("run"))
             elapsed = self._monotonic() - start
             logs.log(
                 f"      - Subtask 'run_isolve_execution' done in {elapsed:.2f}s",
@@ -426,98 +420,6 @@ class _SimulatedStudy:
         _log_metadata_update(logs, study, "Run")
         self.stage_complete("Running Simulation")
 
-    def _isolve_banner(self, names: _Names) -> None:
-        for line in (
-            "Reading command line",
-            "iSolve X, Version 8.2.0 (16876), 64Bit Windows",
-            "Running MPI version 2.0 on 1 process.",
-            f"Simulation '{names.sim_name}' ",
-            "Solver type: EmFdtd, SinglePrecision, Acceleware",
-        ):
-            self.logs.log(line)
-
-    def _isolve(self, names: _Names) -> None:
-        """iSolve's output as GOLIAT echoes it, with its progress milestones; OOM when asked."""
-        logs = self.logs
-        self._isolve_banner(names)
-        logs.log("Time Update")
-        iterations = self.rng.randint(2000, 3000)
-        rate = self.rng.uniform(1800, 2300)
-        step_seconds = _ISOLVE / _ISOLVE_STEPS
-        milestones: set[int] = set()
-        for step in range(_ISOLVE_STEPS + 1):
-            percent = 2 if step == 0 else step * 100 // _ISOLVE_STEPS
-            if percent >= 100:
-                break
-            remaining = int((_ISOLVE_STEPS - step) * step_seconds / self.speed)
-            logs.log(
-                f"[PROGRESS]: {percent}% [ {iterations * percent // 100} / {iterations} ] Time Update, "
-                f"estimated remaining time {remaining} seconds  @ {rate:.2f} MCells/s"
-            )
-            for mark, threshold in ((0, 2), (33, 33), (66, 66)):
-                if percent >= threshold and mark not in milestones:
-                    milestones.add(mark)
-                    left = f"0:00:{min(remaining, 59):02d}"
-                    logs.log(
-                        f"      - FDTD: {mark}% ({left} remaining @ {rate:.2f} MCells/s)",
-                        level="progress",
-                        caller="ISolveOutputParser.log_milestone",
-                    )
-                    break
-            if self.fails("run") and percent >= 50:
-                self._fail_run()
-            self.wait(step_seconds)
-        logs.log(f"Simulation performed {iterations} iterations.")
-        logs.log("FDTD simulation finished successfully.")
-        logs.log("iSolve ended successfully.")
-
-    def _fail_run(self) -> None:
-        logs = self.logs
-        if self.exit_code != EXIT_CODE_OUT_OF_MEMORY:
-            raise _StageFailure("iSolve.exe exited with code 3: Error: iSolve framework failed")
-        strategy = "ISolveManualStrategy"
-        for attempt in (1, 2):
-            logs.log("Error: bad allocation")
-            logs.log(
-                "iSolve: Error: bad allocation",
-                level="progress",
-                log_type="error",
-                caller=f"{strategy}._process_output_line",
-            )
-            if attempt == 1:
-                logs.log(
-                    "iSolve: Memory/allocation error detected (attempt 1): Error: bad allocation",
-                    level="progress",
-                    log_type="warning",
-                    caller=f"{strategy}._check_for_memory_error_and_exit",
-                )
-                logs.log(
-                    "Attempting internal retry with garbage collection...",
-                    level="progress",
-                    log_type="info",
-                    caller=f"{strategy}._check_for_memory_error_and_exit",
-                )
-                logs.log(
-                    "Internal memory retry triggered: Memory error detected: Error: bad allocation",
-                    level="progress",
-                    log_type="info",
-                    caller=f"{strategy}._run_single_attempt",
-                )
-                self.wait(_ISOLVE / _ISOLVE_STEPS)
-        logs.log(
-            "iSolve: Memory/allocation error detected after 2 attempts: Error: bad allocation",
-            level="progress",
-            log_type="error",
-            caller=f"{strategy}._check_for_memory_error_and_exit",
-        )
-        logs.log(
-            "Max internal retries exceeded. Exiting with code 42 to trigger session restart.",
-            level="progress",
-            log_type="error",
-            caller=f"{strategy}._check_for_memory_error_and_exit",
-        )
-        raise _OutOfMemory
-
     def extract(self, sim: Simulation, folder: Path, names: _Names) -> None:
         logs = self.logs
         study = self.study_class
@@ -527,7 +429,7 @@ class _SimulatedStudy:
             caller=f"{study}._verify_run_deliverables_before_extraction",
         )
         if self.fails("extract"):
-            raise _StageFailure(f"Could not find simulation '{names.sim_name}' after reloading.")
+            raise StageFailure(f"Could not find simulation '{names.sim_name}' after reloading.")
         logs.log("Project reloaded.", log_type="success", caller="ProjectManager.reload_project")
         results = fake_results(sim, self.rng)
         power, balance = results["input_power_W"], results["power_balance"]["Balance"]

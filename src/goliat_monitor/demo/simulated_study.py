@@ -14,7 +14,7 @@ phases, printing what GOLIAT's console mode prints (`cli/run_study.py` without a
 
 This module is the driver: the order of GOLIAT's calls, the timings, the failures and the exit
 code. How each record looks on the console and in GOLIAT's log files is `goliat_logs.py`; the
-result files each simulation leaves behind are `result_files.py`; iSolve's output and crashes
+result files each simulation leaves behind are `fake_results.py`; iSolve's output and crashes
 are `fake_isolve.py`.
 
 Failures (`fail_at`): the run breaks in that phase of simulation `fail_simulation` and leaves the
@@ -41,8 +41,8 @@ from typing import Any, TextIO
 
 from goliat_monitor.config_files import read_config
 from goliat_monitor.demo.fake_isolve import FakeISolve, OutOfMemory, StageFailure
+from goliat_monitor.demo.fake_results import TISSUES, fake_results, write_metadata, write_results
 from goliat_monitor.demo.goliat_logs import GoliatLogs, keep_colours
-from goliat_monitor.demo.result_files import TISSUES, fake_results, write_metadata, write_results
 from goliat_monitor.domain.campaign import (
     FAR_FIELD,
     ConfigError,

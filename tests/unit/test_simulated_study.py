@@ -17,12 +17,8 @@ from typing import Any
 
 import pytest
 
-from goliat_monitor.demo.simulated_study import (
-    SimulatedStudyError,
-    load_config,
-    png_bytes,
-    run_simulated_study,
-)
+from goliat_monitor.demo.fake_results import png_bytes
+from goliat_monitor.demo.simulated_study import SimulatedStudyError, load_config, run_simulated_study
 from goliat_monitor.domain.campaign import enumerate_simulations
 from tests.conftest import TEST_CONFIGS
 

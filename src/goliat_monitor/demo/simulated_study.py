@@ -5,11 +5,6 @@ GOLIAT config (resolving `extends` from the files beside it), lists the simulati
 with `goliat_monitor.domain.campaign`, and walks each through GOLIAT's setup / run / extract
 phases, printing what GOLIAT's console mode prints (`cli/run_study.py` without a GUI):
 
-* every log record as GOLIAT's `ColorFormatter` writes it,
-  `{colour}{message}\\x1b[0m \\x1b[30m\\x1b[2m[Class.method]\\x1b[0m`, with the colours of
-  `goliat/colors.py`, and, like GOLIAT's `init_colorama`, only when `COLORAMA_STRIP=0` or
-  `JUPYTER_NOTEBOOK=1` is set (otherwise colorama strips them); when colours are kept, colorama's
-  autoreset adds `\\x1b[0m` after each record;
 * `ConsoleLogger`'s boxes ("Simulation 3/36 (8.3%)", "[SUCCESS] Setup Complete",
   "Overall Progress: 9/36 (25.0%)");
 * the phase headers and timings of `utils.profile` and `BaseStudy.subtask`, iSolve's echoed
@@ -17,16 +12,10 @@ phases, printing what GOLIAT's console mode prints (`cli/run_study.py` without a
 * warnings: each simulation logs GOLIAT's routine verbose-level warnings, and every third one
   (the 1st, 4th, ... shifted by `seed`) also a progress-level "    - iSolve failed, retry attempt 1".
 
-It writes GOLIAT's log files, `logs/<DD-MM_HH-MM-SS>.progress.log` (progress level) and
-`logs/<DD-MM_HH-MM-SS>.log` (everything) in the working directory, plus `progress.log` and
-`verbose.log` in each simulation's folder, in `CustomFormatter`'s
-`2025-10-14 10:23:45,123 - INFO - message [Class.method]` form. Result files go to
-`<results_dir>/results/<study_type>/<phantom>/<freq>MHz/<case>/`: `config.json`,
-`sar_results.json`, `sar_stats_all_tissues.pkl`, `sar_stats_all_tissues.html` and
-`point_sensor_data.png`.
-
-Real GOLIAT's console mode logs to stderr; this writes everything to stdout (one stream is what
-a runner that merges stderr into stdout sees anyway), flushed per line.
+This module is the driver: the order of GOLIAT's calls, the timings, the failures and the exit
+code. How each record looks on the console and in GOLIAT's log files is `goliat_logs.py`; the
+result files each simulation leaves behind are `fake_results.py`; iSolve's output and crashes
+are `fake_isolve.py`.
 
 Failures (`fail_at`): the run breaks in that phase of simulation `fail_simulation` and leaves the
 way GOLIAT's `BaseStudy.run` does when an error escapes the study ("--- FATAL ERROR in study: ...
@@ -38,24 +27,22 @@ exceeded. Exiting with code 42 to trigger session restart.").
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
 import random
-import struct
 import sys
 import time
 import traceback
 import uuid
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from goliat_monitor.config_files import read_config
+from goliat_monitor.demo.fake_isolve import FakeISolve, OutOfMemory, StageFailure
+from goliat_monitor.demo.fake_results import TISSUES, fake_results, write_metadata, write_results
+from goliat_monitor.demo.goliat_logs import GoliatLogs, keep_colours
 from goliat_monitor.domain.campaign import (
     FAR_FIELD,
     ConfigError,
@@ -63,34 +50,16 @@ from goliat_monitor.domain.campaign import (
     enumerate_simulations,
     merge_extends,
 )
-from goliat_monitor.domain.models import ANSI_ESCAPE, EXIT_CODE_OUT_OF_MEMORY, PHASES
+from goliat_monitor.domain.models import EXIT_CODE_OUT_OF_MEMORY, PHASES
 
 __all__ = [
     "SimulatedStudyError",
     "load_config",
-    "png_bytes",
     "run_simulated_study",
 ]
 
 
-RESET = "\x1b[0m"
-_CALLER = "\x1b[30m\x1b[2m"  # Fore.BLACK + Style.DIM
-# GOLIAT's terminal colour per log_type (goliat/colors.py), as raw SGR codes.
-_COLOURS = {
-    "default": "\x1b[37m",
-    "progress": "\x1b[32m",
-    "info": "\x1b[36m",
-    "verbose": "\x1b[34m",
-    "warning": "\x1b[33m",
-    "error": "\x1b[31m",
-    "fatal": "\x1b[35m",
-    "success": "\x1b[32m\x1b[1m",
-    "header": "\x1b[35m\x1b[1m",
-    "highlight": "\x1b[33m\x1b[1m",
-}
-_BOX_BORDER = "-" * 70
-
-# Seconds each subtask takes at speed 1 (about 4 s per simulation in all).
+# Seconds each subtask takes at speed 1 (about 4 s per simulation with iSolve's 1.6 s).
 _SETUP_STEPS = (
     ("Load phantom", "setup_load_phantom", 0.35),
     ("Configure scene ({scene})", "setup_configure_scene", 0.10),
@@ -99,35 +68,17 @@ _SETUP_STEPS = (
     ("Voxelize simulation", "setup_voxelize", 0.40),
     ("Save project", "setup_save_project", 0.10),
 )
-_WRITE_INPUT, _ISOLVE, _WAIT, _RELOAD = 0.20, 1.60, 0.10, 0.15
+_WRITE_INPUT, _WAIT, _RELOAD = 0.20, 0.10, 0.15
 _EXTRACT_STEPS = (
     ("Extract input power", "extract_input_power", "PowerExtractor.extract_input_power", 0.05),
     ("Extract SAR statistics", "extract_sar_statistics", "SarExtractor.extract_sar_statistics", 0.35),
     ("Extract power balance", "extract_power_balance", "PowerExtractor.extract_power_balance", 0.15),
     ("Extract point sensors", "extract_point_sensor_data", "SensorExtractor.extract_point_sensor_data", 0.10),
 )
-_ISOLVE_STEPS = 10
-_TISSUES = (
-    "Skin",
-    "Muscle",
-    "Fat",
-    "Bone (Cortical)",
-    "Brain (Grey Matter)",
-    "Eye (Vitreous Humor)",
-    "Heart Muscle",
-)
 
 
 class SimulatedStudyError(Exception):
     """The config cannot be read or implies no simulation GOLIAT could run."""
-
-
-class _StageFailure(Exception):
-    """The failure asked for with `fail_at`."""
-
-
-class _OutOfMemory(BaseException):
-    """GOLIAT's `sys.exit(42)` from the iSolve strategy: escapes `except Exception` like SystemExit."""
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -138,138 +89,6 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         return merge_extends(config, parents)
     except ConfigError as exc:
         raise SimulatedStudyError(f"{config_path.name}: {exc}") from exc
-
-
-def png_bytes(width: int = 16, height: int = 16, seed: int = 0) -> bytes:
-    """A small valid RGB PNG (a colour gradient), built with zlib and struct only."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    rows = bytearray()
-    for y in range(height):
-        rows.append(0)  # filter type: none
-        for x in range(width):
-            rows += bytes(
-                ((x * 255) // max(1, width - 1), (y * 255) // max(1, height - 1), (seed * 37) % 256)
-            )
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(bytes(rows)))
-        + chunk(b"IEND", b"")
-    )
-
-
-def _keep_colours() -> bool:
-    """GOLIAT's `init_colorama`: colorama strips colours unless told not to by these variables."""
-    return (
-        os.environ.get("COLORAMA_STRIP", "").lower() == "0"
-        or os.environ.get("JUPYTER_NOTEBOOK", "").lower() == "1"
-    )
-
-
-class _GoliatLogs:
-    """GOLIAT's two loggers: console, session log files and per-simulation log files."""
-
-    def __init__(self, out: TextIO, workdir: Path, colours: bool, clock: Callable[[], float]) -> None:
-        self._out = out
-        self._colours = colours
-        self._clock = clock
-        logs = workdir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.fromtimestamp(clock()).strftime("%d-%m_%H-%M-%S")
-        self.progress_path = logs / f"{stamp}.progress.log"
-        self.main_path = logs / f"{stamp}.log"
-        self._progress_file = self.progress_path.open("a", encoding="utf-8")
-        self._main_file = self.main_path.open("a", encoding="utf-8")
-        self._simulation_files: tuple[TextIO, TextIO] | None = None
-        started = f"--- Progress logging started for file: {self.progress_path.resolve()} ---"
-        self._write_file(self._progress_file, started, "INFO", "")
-        self._write_file(self._main_file, started, "INFO", "")
-        self._write_file(
-            self._main_file, f"--- Main logging started for file: {self.main_path.resolve()} ---", "INFO", ""
-        )
-
-    def log(
-        self, message: str, *, level: str = "verbose", log_type: str = "default", caller: str | None = None
-    ) -> None:
-        """One `_log` call (caller set) or bare logger call (caller None): console and files."""
-        self.record(
-            message, level=level, log_type=log_type, caller_info=f"[{caller}]" if caller is not None else ""
-        )
-
-    def record(
-        self,
-        message: str,
-        *,
-        level: str,
-        log_type: str = "default",
-        caller_info: str = "",
-        levelname: str = "INFO",
-    ) -> None:
-        colour = _COLOURS.get(log_type, _COLOURS["default"])
-        self._console(f"{colour}{message}{RESET} {_CALLER}{caller_info}{RESET}\n")
-        files: list[TextIO] = [self._main_file]
-        if level == "progress":
-            files.append(self._progress_file)
-        if self._simulation_files is not None:
-            files.append(self._simulation_files[0 if level == "progress" else 1])
-        for handle in files:
-            self._write_file(handle, message, levelname, caller_info)
-
-    def raw(self, text: str) -> None:
-        """Output of Sim4Life or iSolve themselves: console only, no colours, no log files."""
-        self._console(text + "\n", autoreset=False)
-
-    def box(self, message: str, log_type: str) -> None:
-        """`ConsoleLogger._format_box`, logged on the progress logger without a log_type."""
-        colour = _COLOURS[log_type]
-        self.record(f"\n{colour}{_BOX_BORDER}\n{message}\n{_BOX_BORDER}{RESET}\n", level="progress")
-
-    @contextmanager
-    def simulation_files(self, folder: Path) -> Iterator[None]:
-        """`add_simulation_log_handlers` / `remove_simulation_log_handlers` around a simulation."""
-        folder.mkdir(parents=True, exist_ok=True)
-        progress = (folder / "progress.log").open("a", encoding="utf-8")
-        verbose = (folder / "verbose.log").open("a", encoding="utf-8")
-        started = "--- Simulation-specific {} logging started: {} ---"
-        self._write_file(progress, started.format("progress", folder / "progress.log"), "INFO", "")
-        self._write_file(verbose, started.format("verbose", folder / "verbose.log"), "INFO", "")
-        self._simulation_files = (progress, verbose)
-        try:
-            yield
-        finally:
-            self._simulation_files = None
-            progress.close()
-            verbose.close()
-
-    def shutdown(self) -> None:
-        """`shutdown_loggers`: a last line on each logger, then the files are closed."""
-        self.record("--- Logging shutdown ---", level="progress")
-        self.record("--- Logging shutdown ---", level="verbose")
-        self._progress_file.close()
-        self._main_file.close()
-
-    def _console(self, text: str, autoreset: bool = True) -> None:
-        if self._colours:
-            self._out.write(text + (RESET if autoreset else ""))
-        else:
-            self._out.write(ANSI_ESCAPE.sub("", text))
-        self._out.flush()
-
-    def _write_file(self, handle: TextIO, message: str, levelname: str, caller_info: str) -> None:
-        now = self._clock()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
-        suffix = f" {caller_info}" if caller_info else ""
-        handle.write(f"{stamp} - {levelname} - {message}{suffix}\n")
-        handle.flush()
 
 
 @dataclass(frozen=True)
@@ -305,7 +124,7 @@ class _SimulatedStudy:
         self,
         config: Mapping[str, Any],
         config_name: str,
-        logs: _GoliatLogs,
+        logs: GoliatLogs,
         *,
         results_root: Path,
         speed: float,
@@ -327,6 +146,7 @@ class _SimulatedStudy:
         self.exit_code = exit_code
         self.seed = seed
         self.rng = random.Random(seed)
+        self.isolve = FakeISolve(logs, self.rng, speed=speed, exit_code=exit_code, wait=self.wait)
         self._sleep = sleep
         self._monotonic = monotonic
         self._clock = clock
@@ -408,9 +228,9 @@ class _SimulatedStudy:
         code = 0
         try:
             self.run_study(simulations)
-        except _OutOfMemory:
+        except OutOfMemory:
             code = EXIT_CODE_OUT_OF_MEMORY
-        except _StageFailure as exc:
+        except StageFailure as exc:
             logs.log(
                 f"--- FATAL ERROR in study: {exc} ---",
                 level="progress",
@@ -504,10 +324,10 @@ class _SimulatedStudy:
                 if task == "setup_voxelize" and self.fails("setup"):
                     logs.log(f"    - {label}...", level="progress", log_type="progress", caller=setup_caller)
                     self.wait(seconds / 2)
-                    raise _StageFailure("Voxeling failed: the voxel scene could not be created")
+                    raise StageFailure("Voxeling failed: the voxel scene could not be created")
                 self.step(label, task, setup_caller, seconds, extra)
             logs.log("Common settings applied.", log_type="success", caller=setup_caller)
-        self._write_metadata(sim, folder)
+        write_metadata(sim, folder, self._clock())
         logs.log(
             "  - Saved configuration metadata to config.json",
             log_type="info",
@@ -535,7 +355,7 @@ class _SimulatedStudy:
                 logs.log(
                     "Assigning materials...", log_type="progress", caller="MaterialSetup.assign_materials"
                 )
-                for tissue in self.rng.sample(_TISSUES, 3):
+                for tissue in self.rng.sample(TISSUES, 3):
                     logs.raw(
                         f'Simulation : [Warn]  Some properties for material "{tissue}" have been set to '
                         "their value according to the selected database"
@@ -571,7 +391,7 @@ class _SimulatedStudy:
             )
             start = self._monotonic()
             if (self.index - 1 + self.seed) % 3 == 0:
-                self._isolve_banner(names)
+                self.isolve.banner(names.sim_name)
                 logs.log("iSolve exited with code 1", log_type="verbose")
                 logs.log(
                     "    - iSolve failed, retry attempt 1",
@@ -579,7 +399,7 @@ class _SimulatedStudy:
                     log_type="warning",
                     caller="RetryHandler.record_attempt",
                 )
-            self._isolve(names)
+            self.isolve.run(names.sim_name, fail=self.fails("run"))
             elapsed = self._monotonic() - start
             logs.log(
                 f"      - Subtask 'run_isolve_execution' done in {elapsed:.2f}s",
@@ -600,98 +420,6 @@ class _SimulatedStudy:
         _log_metadata_update(logs, study, "Run")
         self.stage_complete("Running Simulation")
 
-    def _isolve_banner(self, names: _Names) -> None:
-        for line in (
-            "Reading command line",
-            "iSolve X, Version 8.2.0 (16876), 64Bit Windows",
-            "Running MPI version 2.0 on 1 process.",
-            f"Simulation '{names.sim_name}' ",
-            "Solver type: EmFdtd, SinglePrecision, Acceleware",
-        ):
-            self.logs.log(line)
-
-    def _isolve(self, names: _Names) -> None:
-        """iSolve's output as GOLIAT echoes it, with its progress milestones; OOM when asked."""
-        logs = self.logs
-        self._isolve_banner(names)
-        logs.log("Time Update")
-        iterations = self.rng.randint(2000, 3000)
-        rate = self.rng.uniform(1800, 2300)
-        step_seconds = _ISOLVE / _ISOLVE_STEPS
-        milestones: set[int] = set()
-        for step in range(_ISOLVE_STEPS + 1):
-            percent = 2 if step == 0 else step * 100 // _ISOLVE_STEPS
-            if percent >= 100:
-                break
-            remaining = int((_ISOLVE_STEPS - step) * step_seconds / self.speed)
-            logs.log(
-                f"[PROGRESS]: {percent}% [ {iterations * percent // 100} / {iterations} ] Time Update, "
-                f"estimated remaining time {remaining} seconds  @ {rate:.2f} MCells/s"
-            )
-            for mark, threshold in ((0, 2), (33, 33), (66, 66)):
-                if percent >= threshold and mark not in milestones:
-                    milestones.add(mark)
-                    left = f"0:00:{min(remaining, 59):02d}"
-                    logs.log(
-                        f"      - FDTD: {mark}% ({left} remaining @ {rate:.2f} MCells/s)",
-                        level="progress",
-                        caller="ISolveOutputParser.log_milestone",
-                    )
-                    break
-            if self.fails("run") and percent >= 50:
-                self._fail_run()
-            self.wait(step_seconds)
-        logs.log(f"Simulation performed {iterations} iterations.")
-        logs.log("FDTD simulation finished successfully.")
-        logs.log("iSolve ended successfully.")
-
-    def _fail_run(self) -> None:
-        logs = self.logs
-        if self.exit_code != EXIT_CODE_OUT_OF_MEMORY:
-            raise _StageFailure("iSolve.exe exited with code 3: Error: iSolve framework failed")
-        strategy = "ISolveManualStrategy"
-        for attempt in (1, 2):
-            logs.log("Error: bad allocation")
-            logs.log(
-                "iSolve: Error: bad allocation",
-                level="progress",
-                log_type="error",
-                caller=f"{strategy}._process_output_line",
-            )
-            if attempt == 1:
-                logs.log(
-                    "iSolve: Memory/allocation error detected (attempt 1): Error: bad allocation",
-                    level="progress",
-                    log_type="warning",
-                    caller=f"{strategy}._check_for_memory_error_and_exit",
-                )
-                logs.log(
-                    "Attempting internal retry with garbage collection...",
-                    level="progress",
-                    log_type="info",
-                    caller=f"{strategy}._check_for_memory_error_and_exit",
-                )
-                logs.log(
-                    "Internal memory retry triggered: Memory error detected: Error: bad allocation",
-                    level="progress",
-                    log_type="info",
-                    caller=f"{strategy}._run_single_attempt",
-                )
-                self.wait(_ISOLVE / _ISOLVE_STEPS)
-        logs.log(
-            "iSolve: Memory/allocation error detected after 2 attempts: Error: bad allocation",
-            level="progress",
-            log_type="error",
-            caller=f"{strategy}._check_for_memory_error_and_exit",
-        )
-        logs.log(
-            "Max internal retries exceeded. Exiting with code 42 to trigger session restart.",
-            level="progress",
-            log_type="error",
-            caller=f"{strategy}._check_for_memory_error_and_exit",
-        )
-        raise _OutOfMemory
-
     def extract(self, sim: Simulation, folder: Path, names: _Names) -> None:
         logs = self.logs
         study = self.study_class
@@ -701,9 +429,9 @@ class _SimulatedStudy:
             caller=f"{study}._verify_run_deliverables_before_extraction",
         )
         if self.fails("extract"):
-            raise _StageFailure(f"Could not find simulation '{names.sim_name}' after reloading.")
+            raise StageFailure(f"Could not find simulation '{names.sim_name}' after reloading.")
         logs.log("Project reloaded.", log_type="success", caller="ProjectManager.reload_project")
-        results = _fake_results(sim, self.rng)
+        results = fake_results(sim, self.rng)
         power, balance = results["input_power_W"], results["power_balance"]["Balance"]
         extras: dict[str, Callable[[], None]] = {
             "extract_input_power": lambda: logs.log(
@@ -720,65 +448,15 @@ class _SimulatedStudy:
         with self.subtask("extract_results_total", "extract"):
             for label, task, caller, seconds in _EXTRACT_STEPS:
                 self.step(label, task, caller, seconds, extras.get(task))
-            self._write_results(folder, results)
+            write_results(logs, folder, results, plot_seed=self.index)
         _log_metadata_update(logs, study, "Extract")
         logs.log(f"Saving project to {names.project}...", log_type="info", caller="ProjectManager.save")
         logs.raw("[Info]  Document produced by Sim4Life version 8.2.0.16876")
         logs.log("Project saved.", log_type="success", caller="ProjectManager.save")
         self.stage_complete("Extracting Results")
 
-    # --- files -----------------------------------------------------------------------------
 
-    def _write_metadata(self, sim: Simulation, folder: Path) -> None:
-        snapshot = {
-            "study_type": sim.study_type,
-            "phantom": sim.phantom,
-            "frequency_mhz": sim.frequency_label,
-            "scenario": sim.scenario,
-            "position": sim.position,
-            "orientation": sim.orientation,
-        }
-        metadata = {
-            "config_hash": f"{zlib.crc32(json.dumps(snapshot, sort_keys=True).encode()):08x}",
-            "config_snapshot": snapshot,
-            "setup_timestamp": self._clock(),
-            "run_done": False,
-            "extract_done": False,
-        }
-        (folder / "config.json").write_text(json.dumps(metadata, indent=4), encoding="utf-8")
-
-    def _write_results(self, folder: Path, results: dict[str, Any]) -> None:
-        logs = self.logs
-        folder.mkdir(parents=True, exist_ok=True)
-        png = folder / "point_sensor_data.png"
-        png.write_bytes(png_bytes(seed=self.index))
-        logs.log(
-            f"  - Point sensor plot saved to: {png}", log_type="info", caller="SensorExtractor._save_plot"
-        )
-        tissues = results.pop("_tissues")
-        pkl = folder / "sar_stats_all_tissues.pkl"
-        with pkl.open("wb") as handle:
-            pickle.dump({"tissues": tissues, "summary": dict(results)}, handle)
-        logs.log(f"  - Pickle report saved to: {pkl}", log_type="info", caller="Reporter._save_pickle_report")
-        html = folder / "sar_stats_all_tissues.html"
-        rows = "".join(f"<tr><td>{t['tissue']}</td><td>{t['mass_avg_sar']:.4e}</td></tr>" for t in tissues)
-        html.write_text(
-            f"<html><body><table><tr><th>Tissue</th><th>SAR (W/kg)</th></tr>{rows}</table></body></html>"
-        )
-        logs.log(f"  - HTML report saved to: {html}", log_type="info", caller="Reporter._save_html_report")
-        sar = folder / "sar_results.json"
-        sar.write_text(json.dumps(results, indent=4), encoding="utf-8")
-        logs.log(
-            f"  - SAR results saved to: {sar}", log_type="info", caller="ResultsExtractor._save_json_results"
-        )
-        meta_path = folder / "config.json"
-        if meta_path.is_file():
-            metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-            metadata.update(run_done=True, extract_done=True)
-            meta_path.write_text(json.dumps(metadata, indent=4), encoding="utf-8")
-
-
-def _log_metadata_update(logs: _GoliatLogs, study: str, phase: str) -> None:
+def _log_metadata_update(logs: GoliatLogs, study: str, phase: str) -> None:
     """The two lines GOLIAT prints after a phase's deliverables check (run or extract)."""
     logs.log(
         f"{phase} deliverables verified. Updating metadata.",
@@ -790,29 +468,6 @@ def _log_metadata_update(logs: _GoliatLogs, study: str, phase: str) -> None:
         log_type="info",
         caller="ProjectManager.update_simulation_metadata",
     )
-
-
-def _fake_results(sim: Simulation, rng: random.Random) -> dict[str, Any]:
-    """Plausible numbers in the shape of GOLIAT's `sar_results.json`."""
-    power = rng.uniform(1e-4, 6e-4)
-    tissues: list[dict[str, Any]] = [
-        {"tissue": t, "mass_avg_sar": rng.uniform(1e-6, 5e-4), "peak_sar_10g": rng.uniform(1e-5, 2e-3)}
-        for t in _TISSUES
-    ]
-    whole_body = rng.uniform(2e-6, 4e-5)
-    return {
-        "study_type": sim.study_type,
-        "phantom": sim.phantom,
-        "frequency_mhz": sim.frequency_label,
-        "placement": sim.case,
-        "input_power_W": power,
-        "whole_body_sar": whole_body,
-        "peak_sar_10g_W_kg": max(float(t["peak_sar_10g"]) for t in tissues),
-        "head_SAR": rng.uniform(1e-6, 5e-5),
-        "trunk_SAR": rng.uniform(1e-6, 5e-5),
-        "power_balance": {"Pin": power, "Balance": rng.uniform(88.0, 112.0)},
-        "_tissues": tissues,
-    }
 
 
 def _traceback_text(exc: BaseException) -> str:
@@ -860,7 +515,7 @@ def run_simulated_study(
     work = Path(workdir) if workdir is not None else Path.cwd()
     root = Path(results_dir) if results_dir is not None else work
     out = stdout if stdout is not None else sys.stdout
-    logs = _GoliatLogs(out, work, _keep_colours() if colours is None else colours, clock)
+    logs = GoliatLogs(out, work, keep_colours() if colours is None else colours, clock)
     if config.get("use_gui", True) is not False:
         logs.record("GUI not available, running in console mode...", level="progress")
     study = _SimulatedStudy(

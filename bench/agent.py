@@ -36,8 +36,8 @@ from typing import Any
 import httpx
 import psutil
 
-from goliat_monitor.agent.client import GUI_UPDATE, Sender, ServerClient
-from goliat_monitor.agent.spool import Spool
+from goliat_monitor.agent.client import Sender, ServerClient
+from goliat_monitor.outbox import GUI_UPDATE, Spool
 
 CPU_TARGET = 5.0  # % of one core
 RSS_TARGET_MB = 60.0

@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any
 
-from goliat_monitor.agent.spool import Spool
+from goliat_monitor.outbox import Spool
 
 REPLAY_TARGET = 5_000  # messages/s the bridge needs
 

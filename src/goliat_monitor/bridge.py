@@ -1,84 +1,60 @@
 """A drop-in replacement for GOLIAT's ``WebGUIBridge`` that never loses what it could not send yet.
 
-GOLIAT's bridge (``goliat/utils/gui_bridge.py``) forwards GUI messages to a monitoring server but
-drops whatever fails, sends log batches from a thread pool (so they arrive out of order) and
-throws away its queue on ``stop()``. This one speaks the same HTTP protocol (docs/goliat-protocol.md:
-``/api/heartbeat``, ``/api/gui-update``, ``/api/gui-screenshots``) with the same public surface,
-and differs where that matters for a campaign running unattended for days:
+It speaks GOLIAT's HTTP protocol (``/api/heartbeat``, ``/api/gui-update``, ``/api/gui-screenshots``;
+see docs/goliat-protocol.md) with the same public surface, and differs where that matters for a
+campaign running unattended for days:
 
-* Everything goes out in enqueue order from one sender thread (only throttled progress values
-  are coalesced and may trail by up to 1/``progress_hz``). A failed send is retried (exponential
-  backoff with jitter, capped at ``retry_cap``) before anything behind it, so log batches keep
-  their ``sequence`` order and a ``finished`` never overtakes the logs and progress before it.
-* Every gui-update carries a ``messageId`` (uuid4 hex) fixed when the message is formed, so a
-  redelivery after a lost answer can be dropped by the server: delivery is at least once, the
-  effect exactly once.
-* Only HTTP 200 is success. 408, 429, 5xx and network errors are retried; any other answer is a
-  permanent failure of that one message (counted in ``rejected``) so one bad message cannot block
-  the queue forever.
+* Everything goes out in enqueue order from one sender thread; a failed send is retried before
+  anything behind it, so log batches keep their ``sequence`` order and a ``finished`` never
+  overtakes what came before it. Only progress values are coalesced (latest value wins).
+* Every gui-update carries a ``messageId`` fixed when the message is formed, so a redelivery after
+  a lost answer is dropped by the server: delivery is at least once, the effect exactly once.
+* What each answer means, the backoff, log batching and progress throttling are those of the
+  agent: both use ``delivery.py``. A 401/403 keeps the message and backs off long; a message the
+  server refuses (422, 413, ...) is dropped and counted in ``rejected``.
 * Memory is bounded by ``max_buffer``: past it the oldest unsent messages are dropped and counted
   in ``dropped``. With ``spool_path`` every formed message is written to a SQLite spool first
-  (write-through, so it also survives the process being killed) and replayed, in order, by the
-  next bridge that opens the same file.
-* Progress messages (``overall_progress``, ``stage_progress``, ``profiler_update``) are throttled
-  to ``progress_hz`` per type, latest value wins, and a final value (current >= total) is sent
-  at once and never coalesced away. ``status`` lines are batched into ``log_batch`` messages.
+  (so it survives the process being killed) and replayed, in order, by the next bridge that
+  opens the same file.
 * Screenshots are state, not history: only the newest set is kept and sent (multipart) on its own
   thread, so a 2 MB upload never delays logs and an outage never piles up stale images.
 
-Standard library only, so the file can be vendored into GOLIAT as is. The optional spool lives in
-``goliat_monitor/agent/spool.py`` (also standard library only); vendor it too to use ``spool_path``.
+Standard library, ``delivery.py`` (what a message becomes, what an answer means) and ``outbox.py``
+(where formed messages wait: memory or the SQLite spool) only, so GOLIAT can use the three files
+without installing goliat-monitor (README: "Using the bridge without installing goliat-monitor").
+What stays here is the bridge itself: GOLIAT's surface, its threads, and HTTP.
 """
 
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import math
 import queue
-import random
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from goliat_monitor.agent.spool import Spool
+if TYPE_CHECKING or __package__:  # in goliat_monitor, or copied into any package beside its siblings
+    from . import delivery, outbox
+else:  # copied beside delivery.py and outbox.py as top-level modules
+    import delivery
+    import outbox
 
 __all__ = ["WebGUIBridge", "encode_multipart"]
 
 logger = logging.getLogger(__name__)
 
-THROTTLED_TYPES = frozenset({"overall_progress", "stage_progress", "profiler_update"})
-# Before one of these goes out, pending log lines and progress are flushed so it is the last word.
-TERMINAL_TYPES = frozenset({"finished", "fatal_error", "memory_error"})
 LOG_BATCH_MAX_LINES = 10
 LOG_BATCH_MAX_AGE_S = 0.05
-SPOOL_KIND = "gui-update"
 USER_AGENT = "goliat-monitor-bridge/1"
 
 _STOP = object()  # intake sentinel: the processor drains, flushes and exits
-_DRAIN_PER_CYCLE = 1000  # messages handled before the formed ones are committed
-_READAHEAD = 256  # spooled messages the sender holds in memory at once
-_ACK_EVERY = 64  # spool acknowledgements batched into one commit
-_WARN_EVERY_S = 10.0  # repeated warnings (drops, outages) are logged at most this often
-
-
-@dataclass(slots=True)
-class _Envelope:
-    """A formed gui-update: its JSON body is final, so every retry sends the same bytes."""
-
-    data: bytes
-    message_id: str
-    msg_type: str
-    spool_id: int | None = None
-    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +66,8 @@ class _Answer:
     retry_after: float | None = None
 
     @property
-    def ok(self) -> bool:
-        return self.status == 200
-
-    @property
-    def retryable(self) -> bool:
-        return self.status is None or self.status in (408, 429) or self.status >= 500
+    def outcome(self) -> delivery.Outcome:
+        return delivery.outcome_for(self.status)
 
     def describe(self) -> str:
         if self.status is None:
@@ -144,24 +116,14 @@ class WebGUIBridge:
         self.machine_id = machine_id
         self.agent_id = agent_id
         self.max_buffer = max(1, int(max_buffer))
-        self.max_spooled = max(1, int(max_spooled))
         self._token = token
-        self._throttle_interval = 1.0 / progress_hz if progress_hz > 0 else 0.0
         self._heartbeat_interval = heartbeat_interval
         self._request_timeout = request_timeout
         self._screenshot_timeout = screenshot_timeout
         self._retry_base = retry_base
         self._retry_cap = retry_cap
         self._opener = urllib.request.build_opener(_NoRedirect)
-
-        # Public counters (read them any time; written under _stats_lock).
-        self.sent = 0
-        self.dropped = 0
-        self.rejected = 0
-        self.retries = 0
-        self.screenshots_sent = 0
-        self._stats_lock = threading.Lock()
-        self._last_warning: dict[str, float] = {}
+        self._tally = outbox.Tally(logger)
 
         self._system_info: dict[str, Any] = {}
         self._connection_callback: Callable[[bool], None] | None = None
@@ -170,23 +132,11 @@ class WebGUIBridge:
 
         # Caller -> processor. SimpleQueue.put never blocks; the bound is checked in enqueue.
         self._intake: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # Processor state (only the processor thread touches these).
-        self._batch: list[dict[str, Any]] = []
-        self._batch_started = 0.0
-        self._sequence = 0
-        self._throttle_last: dict[str, float] = {}
-        self._throttle_pending: dict[str, tuple[dict[str, Any], float]] = {}
-        self._last_emitted: dict[str, dict[str, Any]] = {}
-
-        # Processor -> sender.
-        self._cv = threading.Condition()
-        self._outbox: deque[_Envelope] = deque()  # memory mode only
-        self._inflight: _Envelope | None = None  # memory mode: counts against max_buffer
-        self._new_work = False
-        self._producer_done = threading.Event()
-        self._readahead: deque[_Envelope] = deque()  # spool mode only
-        self._readahead_hi = 0  # highest spool id the sender has read; protected from trimming
-        self._pending_acks: list[int] = []
+        # Processor -> sender; the shaper is the processor's alone.
+        self._shaper = delivery.Shaper(
+            progress_hz=progress_hz, batch_lines=LOG_BATCH_MAX_LINES, batch_age=LOG_BATCH_MAX_AGE_S
+        )
+        self._outbox = outbox.open_outbox(self._tally, self.max_buffer, spool_path, max(1, int(max_spooled)))
 
         # Newest screenshots waiting to go (screenshots are state: a newer set replaces older).
         self._shot_cv = threading.Condition()
@@ -198,16 +148,33 @@ class WebGUIBridge:
         self._accepting = True
         self._started = False
         self._stopped = False
-        self._close_lock = threading.Lock()
-        self._sender_exited = False
-        self._sender_closes_spool = False
         self._threads: dict[str, threading.Thread] = {}
 
-        self._spool: Spool | None = None
-        if spool_path is not None:
-            self._spool = self._open_spool(spool_path)
-
     # -- public surface (GOLIAT's) -------------------------------------------------------------
+
+    @property
+    def sent(self) -> int:
+        """Messages the server accepted."""
+        return self._tally.sent
+
+    @property
+    def dropped(self) -> int:
+        """Messages lost to a bound, to stop() or to a failing spool."""
+        return self._tally.dropped
+
+    @property
+    def rejected(self) -> int:
+        """Messages the server (or the bridge) refused for good."""
+        return self._tally.rejected
+
+    @property
+    def retries(self) -> int:
+        """Failed attempts that will be retried."""
+        return self._tally.retries
+
+    @property
+    def screenshots_sent(self) -> int:
+        return self._tally.screenshots_sent
 
     @property
     def is_connected(self) -> bool:
@@ -222,13 +189,7 @@ class WebGUIBridge:
     @property
     def pending(self) -> int:
         """Messages accepted but not yet delivered (approximate while threads are busy)."""
-        waiting = self._intake.qsize() + len(self._batch) + len(self._throttle_pending)
-        if self._spool is not None:
-            try:
-                return waiting + self._spool.depth() - len(self._pending_acks)
-            except Exception:
-                return waiting
-        return waiting + len(self._outbox) + (1 if self._inflight is not None else 0)
+        return self._intake.qsize() + self._shaper.held + self._outbox.depth()
 
     def set_system_info(self, system_info: dict[str, Any]) -> None:
         """Fields sent with every heartbeat (gpuName, cpuCores, totalRamGB, hostname, ...)."""
@@ -247,13 +208,13 @@ class WebGUIBridge:
         """Accept a GUI message for delivery. Never blocks, never raises."""
         try:
             if not self._accepting:
-                self._note_dropped(1, "bridge stopped")
+                self._tally.note_dropped(1, "bridge stopped")
                 return
             if not isinstance(message, Mapping):
-                self._note_rejected(f"not a dict: {type(message).__name__}")
+                self._tally.note_rejected(f"not a dict: {type(message).__name__}")
                 return
             if self._intake.qsize() >= self.max_buffer:
-                self._note_dropped(1, "intake full")
+                self._tally.note_dropped(1, "intake full")
                 return
             self._intake.put((time.time(), dict(message)))
         except Exception:  # the caller is a GUI loop: never let monitoring break it
@@ -283,45 +244,31 @@ class WebGUIBridge:
             return
         self._stopped = True
         self._accepting = False
-        if not self._started:
-            self._count_intake_leftovers()
-            self._close_spool()
-            return
-        deadline = time.monotonic() + max(0.0, timeout)
-        self._deadline = deadline
-        self._intake.put(_STOP)
-        self._halt.set()
-        self._wake.set()
-        with self._shot_cv:
-            self._shot_cv.notify_all()
-        # The processor does no network I/O and finishes in milliseconds; waiting for it even
-        # past a zero timeout means nothing formed is left in limbo between it and the sender.
-        self._join("processor", max(2.0, deadline - time.monotonic()))
-        self._join("sender", max(0.0, deadline - time.monotonic()))
+        if self._started:
+            deadline = time.monotonic() + max(0.0, timeout)
+            self._deadline = deadline
+            self._intake.put(_STOP)
+            self._halt.set()
+            self._wake.set()
+            with self._shot_cv:
+                self._shot_cv.notify_all()
+            # The processor does no network I/O and finishes in milliseconds; waiting for it even
+            # past a zero timeout means nothing formed is left in limbo between it and the sender.
+            self._join("processor", max(2.0, deadline - time.monotonic()))
+            self._join("sender", max(0.0, deadline - time.monotonic()))
         self._count_intake_leftovers()
-        if self._spool is None:
-            with self._cv:
-                left = len(self._outbox)
-                self._outbox.clear()
-            if left:
-                self._note_dropped(left, "not delivered before stop() timed out", force_log=True)
-        else:
-            left = self._spool_depth()
-            with self._close_lock:
-                if self._sender_exited:
-                    self._close_spool()
-                else:  # mid-request: it acknowledges what it is sending, then closes the spool
-                    self._sender_closes_spool = True
-            if left:
-                logger.info("bridge stopped with %d message(s) kept in the spool for the next run", left)
-        logger.info("bridge stopped: sent=%d rejected=%d dropped=%d", self.sent, self.rejected, self.dropped)
+        self._outbox.close(sender_running=self._started)
+        tally = self._tally
+        logger.info(
+            "bridge stopped: sent=%d rejected=%d dropped=%d", tally.sent, tally.rejected, tally.dropped
+        )
 
     def _join(self, name: str, timeout: float) -> None:
         thread = self._threads[name]
         if thread is not threading.current_thread():  # stop() called from a callback
             thread.join(timeout)
 
-    # -- processor: intake -> batches / throttling -> outbox ------------------------------------
+    # -- processor: intake -> delivery.Shaper -> outbox ------------------------------------------
 
     def _process_loop(self) -> None:
         stopping = False
@@ -333,115 +280,34 @@ class WebGUIBridge:
                     logger.exception("bridge: processor error")
                     time.sleep(0.1)
         finally:
-            self._producer_done.set()
-            with self._cv:
-                self._new_work = True
-                self._cv.notify_all()
+            self._outbox.finish_producing()
 
     def _process_cycle(self) -> bool:
-        """Drain the intake, seal what is due, hand it to the sender; True once stop() was seen."""
-        try:
-            item = self._intake.get(timeout=self._processor_wait())
-        except queue.Empty:
-            item = None
-        out: list[_Envelope] = []
-        stopping = False
-        handled = 0
-        while item is not None:
-            if item is _STOP:
-                stopping = True
-                break
-            self._accept(item, out)
-            handled += 1
-            if handled >= _DRAIN_PER_CYCLE:
-                break
-            try:
-                item = self._intake.get_nowait()
-            except queue.Empty:
-                item = None
-        self._flush_due(time.monotonic(), out, force=stopping)
-        self._commit(out)
+        """Drain the intake, pass on what is due, hand it to the sender; True once stop() was seen."""
+        due = self._shaper.next_due()
+        now = time.monotonic()
+        items, stopping = delivery.drain(self._intake, min(now + 1.0, due or math.inf) - now, _STOP)
+        shaped: list[delivery.Shaped] = []
+        for item in items:
+            self._accept(item, shaped)
+        self._shaper.flush(time.monotonic(), shaped, force=stopping)
+        envelopes = [env for message, wall in shaped if (env := self._envelope(message, wall))]
+        if envelopes:
+            self._outbox.put(envelopes)
         return stopping
 
-    def _processor_wait(self) -> float:
-        """Sleep until the next log batch or throttled value falls due (or 1 s when idle)."""
-        now = time.monotonic()
-        due = now + 1.0
-        if self._batch:
-            due = min(due, self._batch_started + LOG_BATCH_MAX_AGE_S)
-        for kind in self._throttle_pending:
-            due = min(due, self._throttle_last.get(kind, 0.0) + self._throttle_interval)
-        return max(0.001, due - now)
-
-    def _accept(self, item: tuple[float, dict[str, Any]], out: list[_Envelope]) -> None:
+    def _accept(self, item: tuple[float, dict[str, Any]], shaped: list[delivery.Shaped]) -> None:
         wall, msg = item
         try:
-            kind = str(msg.get("type", ""))
-            now = time.monotonic()
-            if kind == "status":
-                entry = dict(msg)
-                entry.setdefault("timestamp", wall)  # batching delays it; keep when it was said
-                if not self._batch:
-                    self._batch_started = now
-                self._batch.append(entry)
-                if len(self._batch) >= LOG_BATCH_MAX_LINES:
-                    self._form_batch(out)
-            elif kind == "gui_screenshots":
+            if msg.get("type") == "gui_screenshots":
                 self._offer_screenshots(msg.get("screenshots"))
-            elif kind in THROTTLED_TYPES:
-                self._throttle(kind, msg, wall, now, out)
             else:
-                if kind in TERMINAL_TYPES:  # pending progress first: the terminal message is last
-                    self._flush_due(now, out, force=True)
-                self._emit(msg, wall, out)
+                self._shaper.add(msg, wall, time.monotonic(), shaped)
         except Exception:
             logger.exception("bridge: could not process a %r message", msg.get("type"))
 
-    def _throttle(
-        self, kind: str, msg: dict[str, Any], wall: float, now: float, out: list[_Envelope]
-    ) -> None:
-        """Latest value wins within an interval; a final value goes at once and is never replaced."""
-        if _is_final(msg):
-            self._throttle_pending.pop(kind, None)  # older than the final: superseded
-            if self._last_emitted.get(kind) != msg:  # GOLIAT repeats 100/100 five times
-                self._throttle_last[kind] = now
-                self._last_emitted[kind] = msg
-                self._emit(msg, wall, out)
-            return
-        last = self._throttle_last.get(kind)
-        if last is None or now - last >= self._throttle_interval:
-            self._throttle_pending.pop(kind, None)
-            self._throttle_last[kind] = now
-            self._last_emitted[kind] = msg
-            self._emit(msg, wall, out)
-        else:
-            self._throttle_pending[kind] = (msg, wall)
-
-    def _flush_due(self, now: float, out: list[_Envelope], *, force: bool) -> None:
-        if self._batch and (force or now - self._batch_started >= LOG_BATCH_MAX_AGE_S):
-            self._form_batch(out)
-        for kind, (msg, wall) in list(self._throttle_pending.items()):
-            if force or now - self._throttle_last.get(kind, 0.0) >= self._throttle_interval:
-                del self._throttle_pending[kind]
-                self._throttle_last[kind] = now
-                self._last_emitted[kind] = msg
-                self._emit(msg, wall, out)
-
-    def _form_batch(self, out: list[_Envelope]) -> None:
-        """Seal the current lines into a log_batch; the sequence is taken here, in order."""
-        message = {"type": "log_batch", "logs": self._batch, "sequence": self._sequence}
-        self._sequence += 1
-        self._batch = []
-        self._emit(message, time.time(), out)
-
-    def _emit(self, message: dict[str, Any], wall: float, out: list[_Envelope]) -> None:
-        """Form the final gui-update body (with its messageId) and append it to `out`.
-
-        Lines still being batched were enqueued before this message, so they are sealed first:
-        apart from throttled progress (latest value wins), everything leaves in enqueue order.
-        """
-        if self._batch and message.get("type") != "log_batch":
-            self._form_batch(out)
+    def _envelope(self, message: dict[str, Any], wall: float) -> outbox.Envelope | None:
+        """The final gui-update body of `message`, with its messageId; None if it cannot be sent."""
         message_id = uuid.uuid4().hex
         body: dict[str, Any] = {
             "machineId": self.machine_id,
@@ -452,63 +318,22 @@ class WebGUIBridge:
         if self.agent_id:
             body["agentId"] = self.agent_id
         try:
-            data = _encode_json(body)
+            data = delivery.encode_json(body)
         except (TypeError, ValueError) as exc:
-            self._note_rejected(f"{message.get('type')!r} is not JSON-encodable: {exc}")
-            return
-        out.append(_Envelope(data, message_id, str(message.get("type", ""))))
-
-    def _commit(self, out: list[_Envelope]) -> None:
-        """Hand formed messages to the sender: into the spool (durable) or the bounded deque."""
-        if not out:
-            return
-        if self._spool is not None:
-            self._commit_to_spool(out)
-        else:
-            dropped = 0
-            with self._cv:
-                for env in out:
-                    busy = 1 if self._inflight is not None else 0
-                    while self._outbox and len(self._outbox) + busy >= self.max_buffer:
-                        self._outbox.popleft()  # oldest first: the newest state matters most
-                        dropped += 1
-                    if len(self._outbox) + busy >= self.max_buffer:
-                        dropped += 1
-                        continue
-                    self._outbox.append(env)
-                self._new_work = True
-                self._cv.notify_all()
-            if dropped:
-                self._note_dropped(dropped, f"buffer full (max_buffer={self.max_buffer})")
-
-    def _commit_to_spool(self, out: list[_Envelope]) -> None:
-        spool = self._spool
-        assert spool is not None
-        try:
-            over = spool.depth() + len(out) - self.max_spooled
-            if over > 0:
-                trimmed = spool.drop_oldest(over, after_id=self._readahead_hi)
-                cut = min(len(out), over - trimmed)  # the rest is being sent: drop oldest new ones
-                del out[:cut]
-                self._note_dropped(trimmed + cut, f"spool full (max_spooled={self.max_spooled})")
-            spool.append_many((SPOOL_KIND, json.loads(env.data)) for env in out)
-        except Exception as exc:
-            self._note_dropped(len(out), f"spool write failed: {exc!r}", force_log=True)
-            return
-        with self._cv:
-            self._new_work = True
-            self._cv.notify_all()
+            self._tally.note_rejected(f"{message.get('type')!r} is not JSON-encodable: {exc}")
+            return None
+        return outbox.Envelope(data, message_id, str(message.get("type", "")))
 
     # -- sender: outbox -> POST /api/gui-update, in order, with retries -------------------------
 
     def _send_loop(self) -> None:
-        env: _Envelope | None = None
+        env: outbox.Envelope | None = None
         failures = 0
         try:
             while True:
                 try:
                     if env is None:
-                        env = self._take_next()
+                        env = self._outbox.take(self._past_deadline)
                         if env is None:
                             return
                     elif self._past_deadline():
@@ -521,135 +346,54 @@ class WebGUIBridge:
                     logger.exception("bridge: sender error")
                     time.sleep(0.1)
         finally:
-            self._sender_exit(env)
-
-    def _send_one(self, env: _Envelope, failures: int) -> bool:
-        """POST one message; True when done with it (delivered or refused), False to retry it."""
-        answer = self._post("/api/gui-update", env.data, "application/json", self._timeout())
-        if answer.ok or not answer.retryable:
-            if answer.ok:
-                with self._stats_lock:
-                    self.sent += 1
-                self._set_connected(True)
-            else:
-                self._note_rejected(f"{env.msg_type} {env.message_id} got {answer.describe()}")
-            self._done_with(env)
-            return True
-        env.attempts += 1
-        with self._stats_lock:
-            self.retries += 1
-        self._set_connected(False)
-        self._record_attempt(env)
-        self._warn(
-            "outage",
-            "bridge: %s unreachable (%s); retrying in order, %d message(s) waiting",
-            self.server_url,
-            answer.describe(),
-            self.pending,
-        )
-        self._backoff(failures + 1, answer.retry_after)
-        return False
-
-    def _take_next(self) -> _Envelope | None:
-        """The next message to send, oldest first; None once stopping and there is nothing left."""
-        while True:
-            if self._past_deadline():
-                return None
-            if self._spool is None:
-                with self._cv:
-                    if self._outbox:
-                        self._inflight = self._outbox.popleft()
-                        return self._inflight
-                    if self._producer_done.is_set():
-                        return None
-                    self._cv.wait(0.5)
-                continue
-            if self._readahead:
-                return self._readahead.popleft()
-            self._flush_acks()  # before peeking, or acknowledged rows would be read again
-            with self._cv:
-                self._new_work = False
             try:
-                rows = self._spool.peek(min(self.max_buffer, _READAHEAD))
-            except Exception as exc:
-                self._warn("spool-read", "bridge: cannot read the spool: %r", exc)
-                with self._cv:
-                    self._cv.wait(1.0)
-                continue
-            for row in rows:
-                self._readahead_hi = max(self._readahead_hi, row.id)
-                body = row.payload
-                message = body.get("message") if isinstance(body, dict) else None
-                if not isinstance(message, dict):  # not ours: never send it, never block on it
-                    self._note_rejected(f"spooled row {row.id} is not a gui-update body")
-                    self._pending_acks.append(row.id)
-                    continue
-                self._readahead.append(
-                    _Envelope(
-                        _encode_json(body),
-                        str(body.get("messageId", "")),
-                        str(message.get("type", "")),
-                        spool_id=row.id,
-                        attempts=row.attempts,
-                    )
-                )
-            if self._readahead:
-                continue
-            with self._cv:
-                if self._producer_done.is_set() and not self._new_work:
-                    return None
-                if not self._new_work:
-                    self._cv.wait(0.5)
-
-    def _done_with(self, env: _Envelope) -> None:
-        if env.spool_id is None:
-            self._inflight = None
-            return
-        self._pending_acks.append(env.spool_id)
-        if len(self._pending_acks) >= _ACK_EVERY:
-            self._flush_acks()
-
-    def _flush_acks(self) -> None:
-        """Commit acknowledgements; if that fails they are resent later (the server dedupes)."""
-        if self._pending_acks and self._spool is not None:
-            try:
-                self._spool.ack(self._pending_acks)
-            except Exception as exc:
-                self._warn("spool-ack", "bridge: cannot acknowledge in the spool: %r", exc)
-            self._pending_acks = []
-
-    def _record_attempt(self, env: _Envelope) -> None:
-        if env.spool_id is not None and self._spool is not None:
-            try:
-                self._spool.record_attempt([env.spool_id])
+                self._outbox.sender_exit(env)
             except Exception:
-                logger.debug("bridge: could not record a failed attempt", exc_info=True)
+                logger.exception("bridge: could not settle the outbox")
 
-    def _backoff(self, failures: int, retry_after: float | None) -> None:
-        """Exponential backoff with equal jitter; a heartbeat success or stop() cuts it short."""
-        delay = min(self._retry_cap, self._retry_base * 2 ** min(failures - 1, 30))
-        delay = delay / 2 + random.uniform(0, delay / 2)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self._retry_cap))
+    def _send_one(self, env: outbox.Envelope, failures: int) -> bool:
+        """POST one message; True when done with it (delivered or dropped), False to retry it."""
+        answer = self._post("/api/gui-update", env.data, "application/json", self._timeout())
+        outcome = answer.outcome
+        if outcome is delivery.Outcome.DELIVERED:
+            self._tally.count("sent")
+            self._set_connected(True)
+        elif outcome is delivery.Outcome.DROP:
+            self._tally.note_rejected(f"{env.msg_type} {env.message_id} got {answer.describe()}")
+        else:
+            self._tally.count("retries")
+            self._set_connected(False)
+            self._outbox.failed(env)
+            if outcome is delivery.Outcome.GIVE_UP_AND_KEEP:
+                self._tally.warn(
+                    "refused",
+                    "bridge: %s refused us (%s): check the server URL and token; %d message(s) kept",
+                    self.server_url,
+                    answer.describe(),
+                    self.pending,
+                )
+            else:
+                self._tally.warn(
+                    "outage",
+                    "bridge: %s unreachable (%s); retrying in order, %d message(s) waiting",
+                    self.server_url,
+                    answer.describe(),
+                    self.pending,
+                )
+            self._backoff(outcome, failures + 1, answer.retry_after)
+            return False
+        self._outbox.done(env)
+        return True
+
+    def _backoff(self, outcome: delivery.Outcome, failures: int, retry_after: float | None) -> None:
+        """Wait as `delivery.retry_delay` says; a heartbeat success or stop() cuts it short."""
+        delay = delivery.retry_delay(
+            outcome, failures, base=self._retry_base, cap=self._retry_cap, retry_after=retry_after
+        )
         if self._deadline is not None:
             delay = min(delay, max(0.0, self._deadline - time.monotonic()))
         if self._wake.wait(delay):
             self._wake.clear()
-
-    def _sender_exit(self, unsent: _Envelope | None) -> None:
-        if self._spool is None:
-            if unsent is not None:
-                self._inflight = None
-                self._note_dropped(1, "not delivered before stop() timed out", force_log=True)
-        else:
-            try:
-                self._flush_acks()
-            except Exception:
-                logger.exception("bridge: could not acknowledge delivered messages")
-        with self._close_lock:
-            self._sender_exited = True
-            if self._sender_closes_spool:
-                self._close_spool()
 
     def _past_deadline(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
@@ -676,15 +420,16 @@ class WebGUIBridge:
         payload: dict[str, Any] = {**self._system_info, "machineId": self.machine_id}
         if self.agent_id:
             payload["agentId"] = self.agent_id
-        answer = self._post("/api/heartbeat", _encode_json(payload), "application/json", self._timeout())
-        self._set_connected(answer.ok)
-        if answer.ok:
+        answer = self._post(
+            "/api/heartbeat", delivery.encode_json(payload), "application/json", self._timeout()
+        )
+        ok = answer.outcome is delivery.Outcome.DELIVERED
+        self._set_connected(ok)
+        if ok:
             self._wake.set()  # the server is back: retry now rather than after the backoff
-        elif not answer.retryable:
-            self._warn(
-                "heartbeat", "bridge: heartbeat refused with HTTP %s: %s", answer.status, answer.detail
-            )
-        return answer.ok
+        elif answer.outcome is not delivery.Outcome.RETRY_LATER:
+            self._tally.warn("heartbeat", "bridge: heartbeat refused with %s", answer.describe())
+        return ok
 
     def _offer_screenshots(self, screenshots: Any) -> None:
         if not isinstance(screenshots, Mapping) or not screenshots:
@@ -709,32 +454,37 @@ class WebGUIBridge:
                     return
                 shots = self._shot
             assert shots is not None
-            fields = {"machineId": self.machine_id}
-            if self.agent_id:
-                fields["agentId"] = self.agent_id
-            files = [(tab.replace(" ", "_"), data) for tab, data in shots.items()]
-            try:
-                body, content_type = encode_multipart(fields, files)
-                answer = self._post("/api/gui-screenshots", body, content_type, self._screenshot_timeout)
-            except Exception as exc:
-                logger.exception("bridge: could not send screenshots")
-                answer = _Answer(None, repr(exc))
-            if answer.ok or not answer.retryable:
-                if answer.ok:
-                    with self._stats_lock:
-                        self.screenshots_sent += 1
+            answer = self._send_screenshots(shots)
+            outcome = answer.outcome
+            if outcome is delivery.Outcome.DELIVERED or outcome is delivery.Outcome.DROP:
+                if outcome is delivery.Outcome.DELIVERED:
+                    self._tally.count("screenshots_sent")
                     self._set_connected(True)
                 else:
-                    self._warn("screenshots", "bridge: screenshots refused: HTTP %s", answer.status)
+                    self._tally.warn("screenshots", "bridge: screenshots refused: %s", answer.describe())
                 failures = 0
                 with self._shot_cv:
                     if self._shot is shots:
                         self._shot = None
                 continue
             failures += 1
-            delay = min(self._retry_cap, self._retry_base * 2 ** min(failures - 1, 30))
-            if self._halt.wait(delay / 2 + random.uniform(0, delay / 2)):
+            delay = delivery.retry_delay(
+                outcome, failures, base=self._retry_base, cap=self._retry_cap, retry_after=answer.retry_after
+            )
+            if self._halt.wait(delay):
                 return
+
+    def _send_screenshots(self, shots: dict[str, bytes]) -> _Answer:
+        fields = {"machineId": self.machine_id}
+        if self.agent_id:
+            fields["agentId"] = self.agent_id
+        files = [(tab.replace(" ", "_"), data) for tab, data in shots.items()]
+        try:
+            body, content_type = encode_multipart(fields, files)
+            return self._post("/api/gui-screenshots", body, content_type, self._screenshot_timeout)
+        except Exception as exc:
+            logger.exception("bridge: could not send screenshots")
+            return _Answer(None, repr(exc))
 
     # -- HTTP -------------------------------------------------------------------------------------
 
@@ -754,7 +504,7 @@ class WebGUIBridge:
                 detail = ""
             finally:
                 exc.close()
-            return _Answer(exc.code, detail, _parse_retry_after(exc.headers.get("Retry-After")))
+            return _Answer(exc.code, detail, delivery.parse_retry_after(exc.headers.get("Retry-After")))
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             return _Answer(None, f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # never let an odd failure kill a sending thread: retry it
@@ -781,30 +531,6 @@ class WebGUIBridge:
         except Exception:
             logger.exception("bridge: connection callback failed")
 
-    def _note_dropped(self, count: int, reason: str, *, force_log: bool = False) -> None:
-        with self._stats_lock:
-            self.dropped += count
-            total = self.dropped
-        if force_log:
-            logger.warning("bridge: dropped %d message(s): %s (%d in total)", count, reason, total)
-        else:
-            self._warn("dropped", "bridge: dropped %d message(s): %s (%d in total)", count, reason, total)
-
-    def _note_rejected(self, reason: str) -> None:
-        with self._stats_lock:
-            self.rejected += 1
-        logger.warning("bridge: message rejected, not retried: %s", reason)
-
-    def _warn(self, key: str, fmt: str, *args: Any) -> None:
-        """Log a warning that could repeat many times per second at most every few seconds."""
-        now = time.monotonic()
-        last = self._last_warning.get(key)
-        if last is None or now - last >= _WARN_EVERY_S:
-            self._last_warning[key] = now
-            logger.warning(fmt, *args)
-        else:
-            logger.debug(fmt, *args)
-
     def _count_intake_leftovers(self) -> None:
         left = 0
         while True:
@@ -815,86 +541,10 @@ class WebGUIBridge:
             if item is not _STOP:
                 left += 1
         if left:
-            self._note_dropped(left, "enqueued after the bridge stopped", force_log=True)
-
-    def _open_spool(self, path: str) -> Spool | None:
-        try:
-            from goliat_monitor.agent.spool import Spool
-        except ImportError:
-            logger.error("bridge: spool_path given but goliat_monitor.agent.spool is not importable")
-            return None
-        try:
-            spool = Spool(path)
-        except Exception:
-            logger.exception("bridge: cannot open spool %s; buffering in memory only", path)
-            return None
-        if spool.depth():
-            logger.info("bridge: %d message(s) from an earlier run in %s go first", spool.depth(), path)
-        return spool
-
-    def _spool_depth(self) -> int:
-        try:
-            return self._spool.depth() if self._spool is not None else 0
-        except Exception:
-            return 0
-
-    def _close_spool(self) -> None:
-        if self._spool is not None:
-            try:
-                self._spool.close()
-            except Exception:
-                logger.exception("bridge: closing the spool failed")
+            self._tally.note_dropped(left, "enqueued after the bridge stopped", force_log=True)
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _is_final(msg: Mapping[str, Any]) -> bool:
-    """current >= total > 0: the 100 % a dashboard must never miss."""
-    current, total = msg.get("current"), msg.get("total")
-    if not isinstance(current, int | float) or not isinstance(total, int | float):
-        return False
-    return total > 0 and current >= total
-
-
-def _encode_json(body: Any) -> bytes:
-    """Strict JSON (no NaN, which the server rejects); odd values are coerced rather than lost."""
-    try:
-        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError):
-        return json.dumps(_jsonable(body, 0), separators=(",", ":"), allow_nan=False).encode()
-
-
-def _jsonable(value: Any, depth: int) -> Any:
-    if depth > 64:
-        raise ValueError("nested too deeply (circular?)")
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v, depth + 1) for v in value]
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
-    for attr in ("tolist", "item"):  # numpy arrays and scalars
-        convert = getattr(value, attr, None)
-        if callable(convert):
-            try:
-                return _jsonable(convert(), depth + 1)
-            except Exception:
-                break
-    return str(value)
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare enough to fall back to our own backoff
 
 
 def _quote_field(name: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from goliat_monitor import __version__
+from goliat_monitor.domain.models import PHASES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -219,7 +220,7 @@ def split(
 )
 @click.option(
     "--fail-at",
-    type=click.Choice(["setup", "run", "extract"]),
+    type=click.Choice(PHASES),
     default=None,
     help="Fail in this phase (of the simulation given by --fail-simulation).",
 )

@@ -13,17 +13,16 @@ import httpx
 import pytest
 
 from goliat_monitor.agent.client import (
-    GUI_UPDATE,
     AssignmentTaken,
     Connection,
     Sender,
     ServerClient,
+    ServerMisconfigured,
     ServerRejected,
     ServerUnavailable,
-    backoff_delay,
-    plan_sends,
 )
-from goliat_monitor.agent.spool import Spool, SpooledMessage
+from goliat_monitor.outbox import GUI_UPDATE, Spool
+from tests.support import wait_for
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -112,8 +111,9 @@ def test_next_assignment_is_none_on_204_and_the_assignment_on_200() -> None:
         (500, ServerUnavailable),
         (503, ServerUnavailable),
         (429, ServerUnavailable),
-        (401, ServerUnavailable),  # a wrong token: keep the spool, the operator fixes it
-        (307, ServerUnavailable),  # a wrong URL likewise
+        (401, ServerMisconfigured),  # a wrong token: keep the spool, the operator fixes it
+        (403, ServerMisconfigured),
+        (307, ServerMisconfigured),  # a wrong URL likewise
         (409, AssignmentTaken),
         (422, ServerRejected),
         (413, ServerRejected),
@@ -189,46 +189,6 @@ def test_upload_is_one_multipart_post_with_files_and_relative_path(tmp_path: Pat
     assert b'filename="verbose.log"' in content and b"log text" in content
 
 
-def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
-    delays = [backoff_delay(n, base=0.5, cap=30) for n in range(1, 12)]
-    assert 0.25 <= delays[0] <= 0.5
-    assert 0.5 <= delays[1] <= 1.0
-    assert all(15 <= d <= 30 for d in delays[7:])
-
-
-# -- plan ----------------------------------------------------------------------------------------
-
-
-def rows(*bodies: dict[str, Any]) -> list[SpooledMessage]:
-    return [SpooledMessage(i + 1, GUI_UPDATE, b, 0, 0.0) for i, b in enumerate(bodies)]
-
-
-def test_superseded_progress_is_skipped_but_logs_and_the_latest_value_are_sent() -> None:
-    plan = plan_sends(
-        rows(
-            body(1, "overall_progress", current=10, total=100),
-            body(2),
-            body(3, "overall_progress", current=20, total=100),
-            body(4, "stage_progress", name="Run", current=1, total=2),
-            body(5, "overall_progress", current=30, total=100),
-            body(6),
-        )
-    )
-    assert plan == [False, True, False, True, True, True]
-
-
-def test_progress_before_an_ending_or_of_another_assignment_is_kept() -> None:
-    plan = plan_sends(
-        rows(
-            body(1, "overall_progress", current=100, total=100),
-            body(2, "finished", message="done", exit_code=0),
-            body(3, "overall_progress", current=0, total=100),
-            body(4, "overall_progress", current=5, total=100, assignment="a2"),
-        )
-    )
-    assert plan == [True, True, True, True]
-
-
 # -- sender --------------------------------------------------------------------------------------
 
 
@@ -272,15 +232,34 @@ def test_sender_delivers_in_order_through_an_outage_and_acks_only_after_200(spoo
     assert server.attempts == 24
 
 
-def test_sender_keeps_unacknowledged_messages_for_the_next_start(spool: Spool) -> None:
+@pytest.mark.parametrize("refusal", [503, 401])
+def test_sender_keeps_unacknowledged_messages_for_the_next_start(spool: Spool, refusal: int) -> None:
     spool.append_many((GUI_UPDATE, body(n)) for n in range(3))
-    server = FakeServer([503] * 1000)
+    server = FakeServer([200] + [refusal] * 1000)
     sender = Sender(spool, make_client(server), retry_base=0.01, retry_cap=0.02, gather_s=0, batch_size=1)
     sender.start()
-    time.sleep(0.3)
+    wait_for(lambda: sender.stats.retries >= 3)  # it did try m1, again and again
     sender.stop(0)
-    assert spool.depth() == 3
-    assert [m.payload["messageId"] for m in spool.peek(10)] == ["m0", "m1", "m2"]
+    assert [b["messageId"] for b in server.delivered] == ["m0"]
+    assert [m.payload["messageId"] for m in spool.peek(10)] == ["m1", "m2"]  # m0 acknowledged, the rest kept
+    assert sender.stats.rejected == 0
+
+
+def test_sender_waits_as_long_as_retry_after_asks(spool: Spool) -> None:
+    spool.append(GUI_UPDATE, body(0))
+    attempts: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            return httpx.Response(503, headers={"Retry-After": "0.3"}, json={"error": "busy"})
+        return httpx.Response(200, json={})
+
+    sender = Sender(spool, make_client(handler), retry_base=0.01, retry_cap=5, gather_s=0, batch_size=1)
+    sender.start()
+    assert sender.wait_drained(5)
+    sender.stop(0)
+    assert len(attempts) == 2 and attempts[1] - attempts[0] >= 0.3  # not the 0.01 s backoff
 
 
 def test_sender_drops_a_refused_message_and_goes_on(spool: Spool) -> None:
@@ -323,12 +302,11 @@ def test_wake_cuts_a_backoff_short(spool: Spool) -> None:
     server = FakeServer([503])
     sender = Sender(spool, make_client(server), retry_base=60, retry_cap=60, gather_s=0, batch_size=1)
     sender.start()
-    deadline = time.monotonic() + 5
-    while server.attempts < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: sender.stats.retries == 1)  # the 503 came back; a 30-60 s backoff began
     sender.wake()  # what a successful heartbeat does
     assert sender.wait_drained(5)
     sender.stop(0)
+    assert server.attempts == 2
 
 
 class FakeBatchServer:

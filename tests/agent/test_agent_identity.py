@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import uuid
@@ -51,14 +53,36 @@ def test_a_work_dir_belongs_to_one_live_agent(tmp_path: Path) -> None:
         other.kill()
         other.wait()
     claim_work_dir(tmp_path)  # its owner is gone (a SIGKILL, say): the lock is stale
+    assert _lock_holder(tmp_path) == os.getpid()
     release_work_dir(tmp_path)
     assert not (tmp_path / "agent.lock").exists()
 
 
+def _lock_holder(work_dir: Path) -> int:
+    return int(json.loads((work_dir / "agent.lock").read_text(encoding="utf-8"))["pid"])
+
+
 def test_claiming_twice_from_one_process_is_fine(tmp_path: Path) -> None:
     claim_work_dir(tmp_path)
-    claim_work_dir(tmp_path)
+    claim_work_dir(tmp_path)  # a restarted loop in the same process re-claims its own dir
+    assert _lock_holder(tmp_path) == os.getpid()
+    # The lock is live, not skipped: another process is still refused while this one holds it.
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path\n"
+            "from goliat_monitor.agent.identity import WorkDirBusyError, claim_work_dir\n"
+            "try:\n    claim_work_dir(Path(sys.argv[1]))\nexcept WorkDirBusyError:\n    sys.exit(3)\n",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 3, other.stderr
     release_work_dir(tmp_path)
+    assert not (tmp_path / "agent.lock").exists()
 
 
 def test_nvidia_smi_output_is_parsed_in_gib() -> None:

@@ -7,8 +7,7 @@ import re
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from goliat_monitor.agent.loop import (
 from goliat_monitor.agent.runner import AGENT_PREFIX
 from goliat_monitor.agent.system_info import SystemProbe
 from goliat_monitor.settings import AgentSettings
+from tests.support import wait_for
 
 GREEN, RESET = "\x1b[32m", "\x1b[0m"
 
@@ -106,16 +106,6 @@ class ScriptedServer:
 
     def finished(self, assignment_id: str) -> list[dict[str, Any]]:
         return [m for m in self.messages(assignment_id) if m["type"] == "finished"]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def study_script(tmp_path: Path, body: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,9 @@ from typing import Any
 import psutil
 import pytest
 
-from goliat_monitor.agent.client import GUI_UPDATE
 from goliat_monitor.agent.runner import AGENT_PREFIX, OutputPump, StudyProcess, kill_process_tree
-from goliat_monitor.agent.spool import Spool
+from goliat_monitor.outbox import GUI_UPDATE, Spool
+from tests.support import wait_for
 
 GREEN, RESET = "\x1b[32m", "\x1b[0m"
 
@@ -72,9 +71,7 @@ def test_log_lines_become_batches_with_sequences_from_zero_in_order(spool: Spool
 def test_a_batch_is_sealed_when_it_is_old_enough(spool: Spool) -> None:
     pump = make_pump(spool, batch_lines=100, batch_age=0.05)
     pump.feed(progress_line(1))
-    deadline = time.monotonic() + 5
-    while spool.depth() == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: spool.depth() > 0, timeout=5, what="the batch to be sealed by age")
     assert logged(spool) == ["    - Memory usage at 1%, reloading project to free memory..."]
     pump.close()
 
@@ -138,18 +135,6 @@ def test_progress_is_throttled_latest_wins_and_the_final_value_is_kept(spool: Sp
     assert overall[-1]["current"] == overall[-1]["total"] == 100
     values = [m["current"] for m in overall]
     assert values == sorted(values)
-
-
-def test_the_final_100_percent_is_sent_once(spool: Spool) -> None:
-    pump = make_pump(spool, progress_hz=1000)
-    pump.feed_lines(["" for _ in range(3)])
-    final = {"type": "overall_progress", "current": 100, "total": 100}
-    for _ in range(5):  # GOLIAT's bridge repeats it five times
-        pump._intake.put(("lines", [], time.time()))
-        pump._throttle("overall_progress", dict(final), time.time(), out := [])
-        spool.append_many((GUI_UPDATE, b) for b in out)
-    pump.close()
-    assert [m for m in messages(spool) if m["type"] == "overall_progress"] == [final]
 
 
 def test_the_pump_switches_to_big_batches_while_the_server_is_behind(spool: Spool) -> None:
@@ -235,9 +220,9 @@ def test_interrupt_is_a_ctrl_c_for_the_study(tmp_path: Path) -> None:
     got = Lines()
     process = StudyProcess(argv, cwd=tmp_path, env={}, on_lines=got)
     process.start()
-    deadline = time.monotonic() + 20
-    while "ready" not in got.lines and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(
+        lambda: "ready" in got.lines, timeout=20, what="the study to start"
+    )  # else the signal tests nothing
     process.interrupt()
     assert process.wait(20) == 130
     process.finish_output()
@@ -257,9 +242,7 @@ def test_kill_takes_the_whole_process_tree(tmp_path: Path) -> None:
     got = Lines()
     process = StudyProcess(argv, cwd=tmp_path, env={}, on_lines=got)
     process.start()
-    deadline = time.monotonic() + 20
-    while not got.lines and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: got.lines, timeout=20, what="the study to print its child's pid")
     grandchild = int(got.lines[0])
     process.kill()
     assert process.wait(20) is not None

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,8 +26,10 @@ from typing import Any
 import pytest
 from python_multipart import parse_form
 
-from goliat_monitor.agent.spool import Spool
+from goliat_monitor import bridge as bridge_module
 from goliat_monitor.bridge import WebGUIBridge
+from goliat_monitor.outbox import Spool
+from tests.support import wait_for
 
 # Answer rule: given the request and how many times this messageId was seen before, return a
 # status, or None to drop the connection without answering.
@@ -148,14 +151,6 @@ def make_bridge(stub: tuple[Recorder, str]) -> Iterator[Callable[..., WebGUIBrid
     yield make
     for bridge in bridges:
         bridge.stop(timeout=0)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 def status(text: str) -> dict[str, Any]:
@@ -459,5 +454,52 @@ def test_spool_survives_the_producer_being_killed(
     wait_for(lambda: len(recorder.updates()) == 4)
 
     assert recorder.log_lines() == [f"killed {n}" for n in range(25)]
-    assert recorder.messages()[-1] == {"type": "overall_progress", "current": 100, "total": 100}
+    assert {"type": "overall_progress", "current": 100, "total": 100} in recorder.messages()
     assert [m["sequence"] for m in recorder.messages("log_batch")] == [0, 1, 2]
+
+
+_STANDALONE = """
+import importlib.util, sys
+sys.path.insert(0, sys.argv[1])
+assert importlib.util.find_spec("goliat_monitor") is None, "goliat_monitor must not be importable here"
+import bridge, vendored.bridge
+# each layout resolves its siblings in its own place: top-level beside it, or inside its package
+for module, prefix in ((bridge, ""), (vendored.bridge, "vendored.")):
+    names = (module.delivery.__name__, module.outbox.__name__, module.outbox.delivery.__name__)
+    assert names == (prefix + "delivery", prefix + "outbox", prefix + "delivery"), names
+for module, spool in ((bridge, None), (vendored.bridge, sys.argv[3])):
+    b = module.WebGUIBridge(sys.argv[2], "203.0.113.7", spool_path=spool, retry_base=0.02, retry_cap=0.1)
+    b.start()
+    b.enqueue({"type": "status", "message": module.__name__, "log_type": "info"})
+    b.enqueue({"type": "finished", "message": "Study finished successfully"})
+    b.stop(timeout=10)
+    assert b.sent == 2, (module.__name__, b.sent, b.dropped, b.rejected)
+print(sorted(name for name in sys.modules if "goliat" in name))
+"""
+
+
+def test_the_bridge_works_from_three_copied_files_without_goliat_monitor(
+    stub: tuple[Recorder, str], tmp_path: Path
+) -> None:
+    """GOLIAT copies bridge.py, delivery.py and outbox.py side by side, top-level or into a package."""
+    recorder, url = stub
+    source = Path(bridge_module.__file__).parent
+    package = tmp_path / "vendored"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for folder in (tmp_path, package):
+        for name in ("bridge.py", "delivery.py", "outbox.py"):
+            shutil.copy(source / name, folder / name)
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    # -I: no PYTHONPATH, no user site, not the script's folder; -S: no site-packages at all.
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _STANDALONE, str(tmp_path), url, str(tmp_path / "spool.sqlite")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"  # nothing named goliat* was imported
+    assert recorder.log_lines() == ["bridge", "vendored.bridge"]
+    assert [m["type"] for m in recorder.messages()] == ["log_batch", "finished"] * 2

@@ -15,10 +15,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -38,21 +36,12 @@ from goliat_monitor.agent.screen_capture import (
     find_window,
 )
 from tests.conftest import LiveServer
+from tests.support import wait_for
 
 SCREEN = (2400, 1200)  # wider than MAX_SIDE_PX, so a whole-screen capture must be scaled down
 GOLIAT_RED = (208, 32, 48)
 DECOY_BLUE = (32, 64, 208)
 GOLIAT_TITLE = "GOLIAT - Study 3/12"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def share_of(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 40) -> float:

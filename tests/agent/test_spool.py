@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from goliat_monitor.agent.spool import Spool, SpoolClosedError, SpooledMessage
+from goliat_monitor.outbox import Spool, SpoolClosedError, SpooledMessage
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_closed_spool_refuses_use(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from goliat_monitor.agent.spool import Spool
+from goliat_monitor.outbox import Spool
 spool = Spool(sys.argv[1])
 n = 0
 while True:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from alembic.autogenerate import compare_metadata
@@ -18,6 +18,7 @@ from goliat_monitor.db import migrate
 from goliat_monitor.db.engine import make_engine
 from goliat_monitor.db.tables import metadata
 from goliat_monitor.settings import ServerSettings, normalize_database_url
+from tests.support import free_port, wait_for
 
 
 def test_serve_help_documents_every_setting() -> None:
@@ -53,11 +54,7 @@ def test_migrations_match_the_tables_on_both_databases(backend: str | None, tmp_
 
 
 def test_serve_runs_as_a_real_process(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "GOLIAT_MONITOR_DATA_DIR": str(tmp_path / "data")}
     env.pop("DATABASE_URL", None)
     process = subprocess.Popen(
@@ -68,15 +65,16 @@ def test_serve_runs_as_a_real_process(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def health_answer() -> dict[str, Any] | None:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json()
-                break
+                answer: dict[str, Any] = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json()
+                return answer
             except httpx.HTTPError:
                 assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+                return None
+
+        health = wait_for(health_answer, timeout=30, what="the server to start")
         assert health["status"] == "ok" and health["database"] == "sqlite"
         assert (tmp_path / "data" / "goliat-monitor.sqlite3").exists()
     finally:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from fastapi import APIRouter, Depends, Request
 
-from goliat_monitor.db import queries
+from goliat_monitor.db.queries import ingest
+from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.protocol import GuiUpdate, OkResponse
 from goliat_monitor.server.auth import require_worker
 from goliat_monitor.server.context import ServerContext, get_context
@@ -108,8 +109,8 @@ def test_unexpected_failures_are_json_500s_with_security_headers(
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(queries, "record_heartbeat", broken)  # a lean route
-    monkeypatch.setattr(queries, "list_workers", broken)  # a route through FastAPI's whole stack
+    monkeypatch.setattr(ingest, "record_heartbeat", broken)  # a lean route
+    monkeypatch.setattr(worker_queries, "list_workers", broken)  # a route through FastAPI's whole stack
     for response in (
         server.client.post("/api/heartbeat", json={"machineId": "10.0.0.9"}),
         server.client.get("/api/workers"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from sqlalchemy import Connection, text
 
 from goliat_monitor.db import engine
 from goliat_monitor.db.engine import Database
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -83,10 +83,11 @@ def test_writer_leaves_checkpoints_to_the_checkpointer(database: Database, tmp_p
             )
         )
     # ~4 MB went into the WAL; only a checkpoint copies it into the main file.
-    deadline = time.monotonic() + 10
-    while path.stat().st_size < before + 3_000_000:
-        assert time.monotonic() < deadline, "the checkpointer never copied the WAL into the database"
-        time.sleep(0.05)
+    wait_for(
+        lambda: path.stat().st_size >= before + 3_000_000,
+        timeout=10,
+        what="the checkpointer to copy the WAL into the database",
+    )
     with sqlite3.connect(path) as plain:
         assert plain.execute("SELECT count(*) FROM items").fetchone() == (1000,)
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
-from goliat_monitor.db import migrate, queries
+from goliat_monitor.db import migrate
 from goliat_monitor.db.engine import Database
+from goliat_monitor.db.queries import ingest
 from goliat_monitor.db.tables import received_messages
 from goliat_monitor.server import services
 from tests.conftest import LiveServer
@@ -25,10 +26,10 @@ def test_old_message_ids_are_forgotten_oldest_first_in_bounded_rounds(
         ]
         db.write_sync(lambda conn: conn.execute(insert(received_messages), rows))
 
-        assert db.write_sync(lambda conn: queries.forget_old_message_ids(conn, 30.0, limit=12)) == 12
-        assert db.write_sync(lambda conn: queries.forget_old_message_ids(conn, 30.0, limit=12)) == 12
-        assert db.write_sync(lambda conn: queries.forget_old_message_ids(conn, 30.0, limit=12)) == 6
-        assert db.write_sync(lambda conn: queries.forget_old_message_ids(conn, 30.0, limit=12)) == 0
+        assert db.write_sync(lambda conn: ingest.forget_old_message_ids(conn, 30.0, limit=12)) == 12
+        assert db.write_sync(lambda conn: ingest.forget_old_message_ids(conn, 30.0, limit=12)) == 12
+        assert db.write_sync(lambda conn: ingest.forget_old_message_ids(conn, 30.0, limit=12)) == 6
+        assert db.write_sync(lambda conn: ingest.forget_old_message_ids(conn, 30.0, limit=12)) == 0
 
         kept = db.read_sync(
             lambda conn: conn.execute(select(received_messages.c.received_at)).scalars().all()
@@ -42,7 +43,7 @@ def test_the_housekeeping_service_drains_a_backlog_in_several_rounds(
     server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After downtime a day's worth of ids is due at once: rounds repeat until it is drained."""
-    monkeypatch.setattr(queries, "FORGET_BATCH", 10)
+    monkeypatch.setattr(ingest, "FORGET_BATCH", 10)
     day_ago = server.clock() - services.MESSAGE_ID_TTL_S
     rows = [{"machine_id": "m", "message_id": f"old{n}", "received_at": day_ago - 1 - n} for n in range(25)]
     rows.append({"machine_id": "m", "message_id": "fresh", "received_at": day_ago + 60})

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.pool import Pool
 
-from goliat_monitor.db import queries
+from goliat_monitor.db.queries import assignments, ingest
+from goliat_monitor.db.queries.common import Changes
 from tests.api.helpers import MACHINE, create_study, gui, heartbeat, log_batch
 from tests.conftest import LiveServer
 
@@ -111,8 +112,8 @@ def test_a_goliat_run_never_scans_a_table(make_server: Callable[..., LiveServer]
         server.clock.advance(server.settings.lease_timeout_s * 2)  # ... and then silence
         clock = server.context.clock()
         db = server.context.db
-        assert db.write_sync(lambda conn: queries.requeue_expired_leases(conn, clock, queries.Changes())) == 1
-        forgotten = db.write_sync(lambda conn: queries.forget_old_message_ids(conn, clock.now + 1))
+        assert db.write_sync(lambda conn: assignments.requeue_expired_leases(conn, clock, Changes())) == 1
+        forgotten = db.write_sync(lambda conn: ingest.forget_old_message_ids(conn, clock.now + 1))
         assert forgotten == 1
     finally:
         recorder.on = False

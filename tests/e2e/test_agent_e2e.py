@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shlex
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,26 +27,11 @@ from goliat_monitor.agent.runner import AGENT_PREFIX
 from goliat_monitor.config_files import read_config
 from goliat_monitor.domain.splitting import split_config
 from tests.conftest import TEST_CONFIGS
+from tests.support import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
 
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Server:
@@ -312,6 +296,7 @@ def test_a_sigkilled_agent_delivers_its_spool_after_a_restart(
     wait_for(lambda: len(_spooled_lines(agent.spool)) >= 10, 20, "log lines to be spooled", every=0.1)
     assert agent.process is not None
     orphans = psutil.Process(agent.process.pid).children()
+    assert orphans  # the study is still running: killing the agent leaves it behind
     agent.kill()
     spooled = [line for line in _spooled_lines(agent.spool) if not line.startswith(AGENT_PREFIX)]
     assert spooled

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from goliat_monitor.bridge import WebGUIBridge
 from tests.conftest import LiveServer
-
-
-def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+from tests.support import wait_for
 
 
 def test_bridge_delivers_every_line_in_order_and_the_final_100(server: LiveServer) -> None:

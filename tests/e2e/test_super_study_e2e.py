@@ -11,10 +11,8 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,24 +23,9 @@ import psutil
 import pytest
 
 from tests.conftest import TEST_CONFIGS
+from tests.support import free_port, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -85,7 +68,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _healthy(url), 30, "the server")
+        wait_for(lambda: _healthy(url), 30, "the server")
         yield url
     finally:
         kill_group(process, signal.SIGTERM)
@@ -171,9 +154,9 @@ def test_study_completes_when_one_of_three_agents_dies(server: str, tmp_path: Pa
                     return a
             return None
 
-        victim = wait_until(victim_running, 60, "agent 0 to be mid-assignment")
+        victim = wait_for(victim_running, 60, "agent 0 to be mid-assignment")
         kill_group(agents[0])  # the agent and its study, like a VM that vanished
-        done = wait_until(
+        done = wait_for(
             lambda: (d := study_detail(server, study["id"]))["status"] == "COMPLETED" and d,
             120,
             "the study to complete",
@@ -197,7 +180,7 @@ def test_cancel_reaches_a_running_agent(server: str, tmp_path: Path) -> None:
     study = create_study(server, config, "to-cancel")
     agent = start_agent(server, tmp_path, 5, speed=0.05)  # one simulation takes over a minute
     try:
-        wait_until(
+        wait_for(
             lambda: any(a["status"] == "RUNNING" for a in study_detail(server, study["id"])["assignments"]),
             60,
             "the agent to start an assignment",
@@ -207,15 +190,15 @@ def test_cancel_reaches_a_running_agent(server: str, tmp_path: Path) -> None:
             children = psutil.Process(agent.pid).children(recursive=True)
             return [p for p in children if "simulate-study" in " ".join(p.cmdline())]
 
-        wait_until(studies, 30, "the study process")
+        wait_for(studies, 30, "the study process")
         assert httpx.post(f"{server}/api/super-studies/{study['id']}/cancel").status_code == 200
-        final = wait_until(
+        final = wait_for(
             lambda: (d := study_detail(server, study["id"]))["status"] == "CANCELLED" and d,
             60,
             "the cancellation",
         )
         assert [a["status"] for a in final["assignments"]] == ["CANCELLED", "CANCELLED"]
-        wait_until(lambda: not studies(), 30, "the study process to stop")
+        wait_for(lambda: not studies(), 30, "the study process to stop")
         assert agent.poll() is None  # the agent itself keeps running, ready for other work
     finally:
         kill_group(agent, signal.SIGTERM)

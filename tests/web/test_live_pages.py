@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
-from goliat_monitor.server.stream import get_hub
+from goliat_monitor.server.hub import get_hub
 from goliat_monitor.settings import ServerSettings
 from tests.api.helpers import create_study, gui, heartbeat, log_batch
 from tests.conftest import FakeClock, LiveServer, start_server

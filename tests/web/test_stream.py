@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from goliat_monitor.server import stream
+from goliat_monitor.server import events_api, hub
 from tests.api.helpers import MACHINE, create_study, gui, heartbeat, log_batch
 from tests.conftest import LiveServer
 from tests.web.sse import SseReader
@@ -74,7 +74,7 @@ def test_updates_to_one_worker_are_coalesced_to_four_a_second(server: LiveServer
         )
     updates = [e for e in events if e.event == "worker"]
     # Leading edge plus at most one push per 250 ms while the burst lasts, and the last value arrives.
-    assert len(updates) <= sent_for / stream.WORKER_INTERVAL_S + 3, (len(updates), sent_for)
+    assert len(updates) <= sent_for / hub.WORKER_INTERVAL_S + 3, (len(updates), sent_for)
     assert len(updates) < 100
 
 
@@ -150,7 +150,7 @@ def test_study_summaries_go_to_everyone_and_assignment_tables_to_study_pages(ser
 
 
 def test_heartbeat_comments_keep_the_stream_open(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream, "PING_INTERVAL_S", 0.3)
+    monkeypatch.setattr(events_api, "PING_INTERVAL_S", 0.3)
     with SseReader(server.url, {}) as sse:
         sse.until(lambda e: e.event == "hello")
         comment = sse.next_comment(timeout=3)
@@ -167,7 +167,7 @@ def test_security_headers_on_pages_api_static_and_stream(server: LiveServer) -> 
         assert response.headers["content-security-policy"] == expected, path
         assert response.headers["x-content-type-options"] == "nosniff"
     html = server.client.get("/").text
-    script = re.search(r'src="(/static/app\.js\?v=[0-9a-f]+)"', html)
+    script = re.search(r'src="(/static/[0-9a-f]{12}/pages/overview\.js)"', html)
     assert script and "immutable" in server.client.get(script.group(1)).headers["cache-control"]
     with SseReader(server.url, {}) as sse:
         assert sse.response.headers["content-security-policy"] == expected

@@ -1,15 +1,17 @@
 """The agent's HTTP side: one typed call per endpoint, and the sender that drains the spool.
 
-Errors form a small tree, so callers decide by kind and never by parsing messages::
+What an answer means is `delivery.outcome_for`'s table, shared with the bridge; here it becomes a
+small tree of errors, so callers decide by kind and never by parsing messages::
 
     AgentHTTPError
-    ├── ServerUnavailable   network error, timeout, 408/425/429, 5xx, 3xx, 401/403: try again later
-    └── ServerRejected      any other answer: this request will never succeed as it is
-        └── AssignmentTaken 409: the assignment is no longer this worker's
+    ├── ServerUnavailable      RETRY_LATER: network error, timeout, 408/425/429, 5xx
+    │   └── ServerMisconfigured  GIVE_UP_AND_KEEP: 401/403/407, 3xx (a wrong token or URL)
+    └── ServerRejected         DROP: this request will never succeed as it is
+        └── AssignmentTaken    409: the assignment is no longer this worker's
 
-A wrong token or URL (401/403/3xx) counts as "unavailable": retrying costs nothing, and dropping
-the spool because of a typo in a VM's settings would lose a campaign's logs.
-Every request has a timeout (httpx's default is 5 s; ours come from AgentSettings).
+A misconfiguration is "unavailable" too: everything stays spooled until the operator fixes the
+setting, and the retries wait the longest backoff. Every request has a timeout (httpx's default
+is 5 s; ours come from AgentSettings).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import ssl
 import threading
 import time
@@ -29,36 +30,27 @@ from typing import Any
 import httpx
 
 from goliat_monitor import __version__
-from goliat_monitor.agent.spool import Spool, SpoolClosedError, SpooledMessage
+from goliat_monitor.delivery import Outcome, outcome_for, parse_retry_after, plan_sends, retry_delay
+from goliat_monitor.outbox import GUI_UPDATE, Spool, SpoolClosedError, SpooledMessage
 
 __all__ = [
-    "GUI_UPDATE",
-    "PROGRESS_TYPES",
     "AgentHTTPError",
     "AssignmentTaken",
     "Connection",
     "Sender",
     "ServerClient",
+    "ServerMisconfigured",
     "ServerRejected",
     "ServerUnavailable",
-    "backoff_delay",
-    "plan_sends",
 ]
 
 log = logging.getLogger(__name__)
 
-GUI_UPDATE = "gui-update"
-"""The spool `kind` of a gui-update body."""
-
-PROGRESS_TYPES = frozenset({"overall_progress", "stage_progress", "profiler_update"})
-"""State, not history: an older value followed by a newer one of the same type can be skipped."""
-
-_ENDINGS = frozenset({"finished", "fatal_error", "memory_error"})
-_RETRY_STATUSES = frozenset({401, 403, 408, 425, 429})
-
 
 class AgentHTTPError(Exception):
-    """Base of the agent's HTTP errors."""
+    """Base of the agent's HTTP errors; `outcome` says what the answer means for the request."""
+
+    outcome = Outcome.DROP
 
     def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -69,6 +61,14 @@ class AgentHTTPError(Exception):
 class ServerUnavailable(AgentHTTPError):
     """No usable answer now; the same request may succeed later."""
 
+    outcome = Outcome.RETRY_LATER
+
+
+class ServerMisconfigured(ServerUnavailable):
+    """Refused for our settings (token, URL), not for the request: kept until someone fixes them."""
+
+    outcome = Outcome.GIVE_UP_AND_KEEP
+
 
 class ServerRejected(AgentHTTPError):
     """The server refused this request; sending it again will not help."""
@@ -76,14 +76,6 @@ class ServerRejected(AgentHTTPError):
 
 class AssignmentTaken(ServerRejected):
     """HTTP 409: the assignment was cancelled, requeued or given to another worker."""
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 def _detail(response: httpx.Response) -> str:
@@ -96,23 +88,23 @@ def _detail(response: httpx.Response) -> str:
     return str(body)[:200]
 
 
+_ERRORS: dict[Outcome, type[AgentHTTPError]] = {
+    Outcome.RETRY_LATER: ServerUnavailable,
+    Outcome.GIVE_UP_AND_KEEP: ServerMisconfigured,
+    Outcome.DROP: ServerRejected,
+}
+
+
 def check(response: httpx.Response, *, ok: tuple[int, ...] = (200,)) -> httpx.Response:
     """Raise the fitting AgentHTTPError unless the status is one of `ok`."""
     status = response.status_code
     if status in ok:
         return response
     message = f"HTTP {status}: {_detail(response)}"
-    if status in _RETRY_STATUSES or status >= 500 or 300 <= status < 400:
-        raise ServerUnavailable(message, status, _retry_after(response))
     if status == 409:
         raise AssignmentTaken(message, status)
-    raise ServerRejected(message, status)
-
-
-def backoff_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with equal jitter: half fixed, half random, so agents do not stampede."""
-    delay = min(cap, base * 2 ** min(max(failures, 1) - 1, 30))
-    return float(delay / 2 + (rng or random).uniform(0, delay / 2))
+    error = _ERRORS.get(outcome_for(status), ServerRejected)  # an unexpected 2xx: not what we asked
+    raise error(message, status, parse_retry_after(response.headers.get("retry-after")))
 
 
 @dataclass
@@ -315,34 +307,18 @@ class ServerClient:
         )
 
 
+def _plan(rows: Sequence[SpooledMessage]) -> list[bool]:
+    """`delivery.plan_sends` for spooled rows: send (True) or skip as superseded (False)."""
+    return plan_sends([row.payload for row in rows])
+
+
 # -- sender ----------------------------------------------------------------------------------------
-
-
-def plan_sends(rows: Sequence[SpooledMessage]) -> list[bool]:
-    """For each spooled message: send it (True) or skip it as superseded (False).
-
-    A progress value is skipped when a newer one of the same type and assignment follows it in
-    `rows` before any ending message: after an outage the server needs the latest value, not
-    the replay of every intermediate one. Log lines and everything else are always sent.
-    """
-    send = [True] * len(rows)
-    newer: set[tuple[str, Any]] = set()
-    for index in range(len(rows) - 1, -1, -1):
-        payload = rows[index].payload
-        message = payload.get("message") if isinstance(payload, dict) else None
-        kind = message.get("type") if isinstance(message, dict) else None
-        if kind in _ENDINGS:
-            newer.clear()
-        elif kind in PROGRESS_TYPES:
-            key = (kind, payload.get("assignmentId"))
-            if key in newer:
-                send[index] = False
-            newer.add(key)
-    return send
 
 
 @dataclass
 class SenderStats:
+    """What the sender did with the messages it took from the spool."""
+
     sent: int = 0
     skipped: int = 0
     rejected: int = 0
@@ -445,18 +421,17 @@ class Sender:
                 continue
             acks: list[int] = []
             try:
-                for row, send in zip(rows, plan_sends(rows), strict=True):
+                for row, send in zip(rows, _plan(rows), strict=True):
                     if not send:
                         self.stats.skipped += 1
                         acks.append(row.id)
                         continue
-                    while not self._deliver(row):
+                    while (error := self._deliver(row)) is not None:
                         failures += 1
-                        self.stats.retries += 1
                         if acks:  # keep what got through acknowledged before waiting
                             self.spool.ack(acks)
                             acks = []
-                        if self._sleep(backoff_delay(failures, self._retry_base, self._retry_cap)):
+                        if self._back_off(error, failures):
                             return
                     failures = 0
                     acks.append(row.id)
@@ -469,7 +444,7 @@ class Sender:
 
     def _deliver_batches(self, rows: Sequence[SpooledMessage], failures: int) -> int:
         """Send `rows` in batches, in order, acknowledging each batch once the server has it."""
-        plan = plan_sends(rows)
+        plan = _plan(rows)
         skipped = [row.id for row, send in zip(rows, plan, strict=True) if not send]
         sendable = [row for row, send in zip(rows, plan, strict=True) if send and row.kind == GUI_UPDATE]
         unknown = [row.id for row, send in zip(rows, plan, strict=True) if send and row.kind != GUI_UPDATE]
@@ -482,10 +457,9 @@ class Sender:
                 try:
                     statuses = self.client.post_gui_updates([row.payload for row in batch])
                     break
-                except ServerUnavailable:
+                except ServerUnavailable as error:
                     failures += 1
-                    self.stats.retries += 1
-                    if self._sleep(backoff_delay(failures, self._retry_base, self._retry_cap)):
+                    if self._back_off(error, failures):
                         return failures
                 except ServerRejected as exc:
                     # An older server (404/405) or an answer we cannot read: the one-by-one path
@@ -494,14 +468,20 @@ class Sender:
                     self._batching = False
                     return failures
             failures = 0
+            settled = 0
             for row, status in zip(batch, statuses, strict=True):
+                if outcome_for(status) in (Outcome.RETRY_LATER, Outcome.GIVE_UP_AND_KEEP):
+                    break  # keep it and what follows, in order; the server dedupes what it has
                 self._settle(row, status)
-            self.spool.ack([row.id for row in batch])
+                settled += 1
+            self.spool.ack([row.id for row in batch[:settled]])
+            if settled < len(batch):
+                return failures
         return failures
 
     def _settle(self, row: SpooledMessage, status: int) -> None:
-        """Count and react to one message's answer within a batch."""
-        if status == 200:
+        """Count and react to one message's answer within a batch: delivered, or dropped."""
+        if outcome_for(status) is Outcome.DELIVERED:
             self.stats.sent += 1
         elif status == 409:
             self._taken(row)
@@ -518,26 +498,38 @@ class Sender:
         if self._on_taken is not None and assignment_id:
             self._on_taken(assignment_id)
 
-    def _deliver(self, row: SpooledMessage) -> bool:
-        """True when done with the message (delivered, or refused for good); False to retry."""
+    def _deliver(self, row: SpooledMessage) -> ServerUnavailable | None:
+        """None when done with the message (delivered, or dropped); the error when to retry it."""
         if row.kind != GUI_UPDATE:
             log.warning("sender: dropping spooled %r message %d (unknown kind)", row.kind, row.id)
-            return True
+            return None
         try:
             self.client.post_gui_update(json.dumps(row.payload, separators=(",", ":")).encode())
-        except ServerUnavailable:
-            return False
+        except ServerUnavailable as error:
+            return error
         except AssignmentTaken:
             self._taken(row)
-            return True
+            return None
         except ServerRejected as exc:
             self.stats.rejected += 1
             message = row.payload.get("message")
             kind = message.get("type") if isinstance(message, dict) else "?"
             log.warning("server refused a %s message (%s); dropped it", kind, exc)
-            return True
+            return None
         self.stats.sent += 1
-        return True
+        return None
+
+    def _back_off(self, error: ServerUnavailable, failures: int) -> bool:
+        """Wait before the next attempt as `delivery.retry_delay` says; True if the sender should stop."""
+        self.stats.retries += 1
+        if isinstance(error, ServerMisconfigured) and failures == 1:
+            log.error(
+                "the server refuses this agent (%s): fix its URL or token; messages stay spooled", error
+            )
+        delay = retry_delay(
+            error.outcome, failures, base=self._retry_base, cap=self._retry_cap, retry_after=error.retry_after
+        )
+        return self._sleep(delay)
 
     def _sleep(self, seconds: float) -> bool:
         """Wait out a backoff; True if the sender should stop."""

@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from goliat_monitor.agent.client import Connection
-from goliat_monitor.agent.spool import Spool, SpoolClosedError
+from goliat_monitor.outbox import Spool, SpoolClosedError
 
 __all__ = ["AgentConsole", "AgentView", "RunView", "setup_logging"]
 

@@ -134,9 +134,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from goliat_monitor.domain.models import ANSI_ESCAPE, PHASES
+
 __all__ = [
     "DEFAULT_PHASE_SECONDS",
-    "PHASES",
     "GoliatOutputParser",
     "Messages",
     "classify_style",
@@ -146,7 +147,6 @@ __all__ = [
 Messages = list[dict[str, Any]]
 """Protocol messages as plain dicts, in the order GOLIAT would have sent them."""
 
-PHASES: tuple[str, ...] = ("setup", "run", "extract")
 DEFAULT_PHASE_SECONDS = 60.0
 """GOLIAT's estimate for a phase it has no timing for (`Profiler._get_smart_phase_estimate`)."""
 
@@ -154,7 +154,6 @@ DEFAULT_PHASE_SECONDS = 60.0
 _PHASE_DONE_NAME = {"setup": "Setup", "run": "Running Simulation", "extract": "Extracting Results"}
 
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _FILE_RECORD = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}) - ([A-Z]+) - (.*)$", re.DOTALL)
 _CALLER_SUFFIX = re.compile(r" \[(?:[A-Za-z_<][\w.<>]*)?\]$")
 
@@ -272,7 +271,7 @@ _TOOL_OUTPUT = re.compile(
 
 def strip_ansi(text: str) -> str:
     """`text` without ANSI escape sequences (colours, cursor moves)."""
-    return _ANSI.sub("", text)
+    return ANSI_ESCAPE.sub("", text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,30 +40,29 @@ from typing import Any
 import httpx
 
 from goliat_monitor.agent.client import (
-    GUI_UPDATE,
     AgentHTTPError,
     Connection,
     Sender,
     ServerClient,
     ServerRejected,
     ServerUnavailable,
-    backoff_delay,
 )
 from goliat_monitor.agent.console import AgentConsole, AgentView, RunView
-from goliat_monitor.agent.goliat_output import PHASES, GoliatOutputParser
+from goliat_monitor.agent.goliat_output import GoliatOutputParser
 from goliat_monitor.agent.identity import claim_work_dir, load_agent_id, release_work_dir
 from goliat_monitor.agent.runner import OutputPump, StudyProcess, kill_process_tree
 from goliat_monitor.agent.screen_capture import ScreenshotSender
-from goliat_monitor.agent.spool import Spool
 from goliat_monitor.agent.system_info import SystemProbe
+from goliat_monitor.delivery import backoff_delay, retry_delay
 from goliat_monitor.domain.campaign import ConfigError, merge_extends
+from goliat_monitor.domain.models import PHASES
+from goliat_monitor.outbox import GUI_UPDATE, Spool
 from goliat_monitor.settings import AgentSettings
 
-__all__ = ["EXIT_OUT_OF_MEMORY", "Agent", "RunState", "build_command", "install_signal_handlers"]
+__all__ = ["Agent", "RunState", "build_command", "install_signal_handlers"]
 
 log = logging.getLogger("goliat_monitor.agent")
 
-EXIT_OUT_OF_MEMORY = 42
 SUCCESS_TEXT = "Study finished successfully"
 FAILURE_TEXT = "Study finished with errors"
 STOPPED_TEXT = "Study stopped at the server's request"
@@ -294,6 +293,12 @@ class Agent:
                 return
             self._stop.wait(min(0.25, left))
 
+    def _retry_delay(self, error: ServerUnavailable, failures: int) -> float:
+        """How long to wait before calling the server again, as `delivery.retry_delay` says."""
+        return retry_delay(
+            error.outcome, failures, base=0.5, cap=self.settings.retry_cap_s, retry_after=error.retry_after
+        )
+
     def _work_loop(self, client: ServerClient) -> None:
         assert self.view is not None and self.spool is not None
         idle = 0
@@ -312,7 +317,7 @@ class Agent:
                     failures += 1
                     self.view.state = "waiting for the server"
                     log.debug("asking for work failed: %s", exc)
-                    self._sleep(backoff_delay(failures, 0.5, self.settings.retry_cap_s))
+                    self._sleep(self._retry_delay(exc, failures))
                     continue
                 except ServerRejected as exc:
                     log.error("the server refused to give work: %s", exc)
@@ -594,7 +599,7 @@ class Agent:
                 failures += 1
                 if failures == 1:
                     log.warning("uploading %s failed (%s); retrying until the server is back", relative, exc)
-                self._sleep(backoff_delay(failures, 0.5, self.settings.retry_cap_s))
+                self._sleep(self._retry_delay(exc, failures))
             except ServerRejected as exc:
                 pump.notice(f"The server refused the results of {relative}: {exc}", "warning")
                 return False

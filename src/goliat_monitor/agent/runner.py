@@ -5,16 +5,17 @@ Two pieces, each on its own thread, so the study never waits for anything but a 
 * `StudyProcess` starts the command in its own process group (so a Ctrl-C in the agent's
   terminal reaches the agent only, which then decides how to stop the study) and reads its merged
   stdout/stderr line by line, keeping a raw copy in the run folder.
-* `OutputPump` feeds each line to `GoliatOutputParser`, batches log lines into `log_batch`
-  messages (a per-run `sequence` from 0), throttles progress (latest value wins, a final 100 %
-  is always kept) and appends the finished gui-update bodies to the spool. The network is the
-  sender's business; nothing here ever touches it.
+* `OutputPump` feeds each line to `GoliatOutputParser`, passes the messages through a
+  `delivery.Shaper` (log lines batched into `log_batch` messages with a per-run `sequence`
+  from 0, progress throttled, the same rules as the bridge's) and appends the gui-update
+  bodies to the spool. The network is the sender's business; nothing here ever touches it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import queue
 import signal
@@ -28,9 +29,9 @@ from typing import IO, Any
 
 import psutil
 
-from goliat_monitor.agent.client import GUI_UPDATE, PROGRESS_TYPES
 from goliat_monitor.agent.goliat_output import GoliatOutputParser
-from goliat_monitor.agent.spool import Spool
+from goliat_monitor.delivery import Shaped, Shaper, drain
+from goliat_monitor.outbox import GUI_UPDATE, Spool
 
 __all__ = ["AGENT_PREFIX", "OutputPump", "StudyProcess", "kill_process_tree"]
 
@@ -40,7 +41,6 @@ AGENT_PREFIX = "[agent] "
 """Lines the agent itself adds to a run's log start with this, so they are told from GOLIAT's."""
 
 _EOF = object()
-_DRAIN_PER_CYCLE = 1000
 _READ_SIZE = 65536
 _MAX_LINE = 1 << 20
 
@@ -238,27 +238,16 @@ class OutputPump:
     ) -> None:
         self.spool = spool
         self.parser = parser or GoliatOutputParser()
-        self.sequence = 0
+        self.shaper = Shaper(progress_hz=progress_hz, batch_lines=batch_lines, batch_age=batch_age)
         self.lines_in = 0
         self._envelope = envelope
         self._on_spooled = on_spooled
         self._observe = observe
-        self._interval = 1.0 / progress_hz if progress_hz > 0 else 0.0
-        self._batch_lines = max(1, batch_lines)
-        self._batch_age = batch_age
         self._tick_interval = tick_interval
         self._forward_verbose = forward_verbose
         self._backlog = backlog
         self._backlog_threshold = backlog_threshold
-        self._behind = False
         self._intake: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._batch: list[dict[str, Any]] = []
-        self._batch_started = 0.0
-        self._last_sent: dict[str, float] = {}
-        self._last_progress = float("-inf")
-        self._pending: dict[str, tuple[dict[str, Any], float]] = {}
-        self._last_final: dict[str, dict[str, Any]] = {}
-        self._last_value: dict[str, dict[str, Any]] = {}
         self._next_tick = 0.0
         self._thread: threading.Thread | None = None
 
@@ -300,58 +289,28 @@ class OutputPump:
                 time.sleep(0.1)
 
     def _cycle(self) -> bool:
-        try:
-            item = self._intake.get(timeout=self._wait())
-        except queue.Empty:
-            item = None
+        due = self.shaper.next_due()
+        timeout = min(self._next_tick, due or math.inf) - time.monotonic()
+        items, stopping = drain(self._intake, timeout, _EOF)
         if self._backlog is not None:
             # The server is down or slow: nobody sees the lines now, so fewer and bigger
             # messages make the replay faster (the server's cost is per request).
-            self._behind = self._backlog() > self._backlog_threshold
-        out: list[dict[str, Any]] = []
-        stopping = False
-        handled = 0
-        while item is not None:
-            if item is _EOF:
-                stopping = True
-                break
+            self.shaper.scale = 10.0 if self._backlog() > self._backlog_threshold else 1.0
+        out: list[Shaped] = []
+        for item in items:
             self._handle(item, out)
-            handled += 1
-            if handled >= _DRAIN_PER_CYCLE:
-                break
-            try:
-                item = self._intake.get_nowait()
-            except queue.Empty:
-                item = None
         now = time.monotonic()
         if now >= self._next_tick or stopping:
             self._next_tick = now + self._tick_interval
             for message in self.parser.tick(time.time()):
                 self._route(message, time.time(), out)
-        self._flush_due(now, out, force=stopping)
+        self.shaper.flush(time.monotonic(), out, force=stopping)
         if out:
-            self.spool.append_many((GUI_UPDATE, body) for body in out)
+            self.spool.append_many((GUI_UPDATE, self._envelope(message, wall)) for message, wall in out)
             self._on_spooled()
         return stopping
 
-    @property
-    def _limits(self) -> tuple[int, float, float]:
-        """(lines per batch, batch age, progress interval), ten times larger while behind."""
-        if self._behind:
-            return self._batch_lines * 10, self._batch_age * 10, self._interval * 10
-        return self._batch_lines, self._batch_age, self._interval
-
-    def _wait(self) -> float:
-        _, age, interval = self._limits
-        now = time.monotonic()
-        due = self._next_tick
-        if self._batch:
-            due = min(due, self._batch_started + age)
-        if self._pending:
-            due = min(due, self._last_progress + interval)
-        return max(0.001, due - now)
-
-    def _handle(self, item: tuple[Any, ...], out: list[dict[str, Any]]) -> None:
+    def _handle(self, item: tuple[Any, ...], out: list[Shaped]) -> None:
         if item[0] == "lines":
             _, lines, wall = item
             self.lines_in += len(lines)
@@ -360,143 +319,21 @@ class OutputPump:
                     self._route(message, wall, out)
         else:
             _, text, log_type, wall = item
-            self._add_line({"type": "status", "message": text, "log_type": log_type, "timestamp": wall}, out)
+            entry = {"type": "status", "message": text, "log_type": log_type, "timestamp": wall}
+            self.shaper.add(entry, wall, time.monotonic(), out)
 
-    def _route(self, message: dict[str, Any], wall: float, out: list[dict[str, Any]]) -> None:
+    def _route(self, message: dict[str, Any], wall: float, out: list[Shaped]) -> None:
+        """The parser's messages as the server wants them; verbose lines only when asked."""
         self._observe(message)
         kind = message.get("type")
-        if kind == "status":
-            entry = {
+        if kind == "terminal_only" and not self._forward_verbose:
+            return
+        if kind in ("status", "terminal_only"):
+            # Verbose-level lines are kept for reading, never counted as a warning or error.
+            message = {
                 "type": "status",
                 "message": message.get("message", ""),
-                "log_type": message.get("log_type") or "default",
+                "log_type": "verbose" if kind == "terminal_only" else message.get("log_type") or "default",
                 "timestamp": message.get("timestamp", wall),
             }
-            self._add_line(entry, out)
-        elif kind == "terminal_only":
-            if self._forward_verbose:
-                # Verbose-level: kept for reading, never counted as a warning or error.
-                entry = {
-                    "type": "status",
-                    "message": message.get("message", ""),
-                    "log_type": "verbose",
-                    "timestamp": message.get("timestamp", wall),
-                }
-                self._add_line(entry, out)
-        elif kind in PROGRESS_TYPES:
-            self._throttle(str(kind), message, wall, out)
-        else:
-            self._emit(message, wall, out)
-
-    def _add_line(self, entry: dict[str, Any], out: list[dict[str, Any]]) -> None:
-        if not self._batch:
-            self._batch_started = time.monotonic()
-        self._batch.append(entry)
-        if len(self._batch) >= self._limits[0]:
-            self._seal_batch(out)
-
-    def _seal_batch(self, out: list[dict[str, Any]]) -> None:
-        message = {"type": "log_batch", "logs": self._batch, "sequence": self.sequence}
-        self.sequence += 1
-        self._batch = []
-        out.append(self._envelope(message, time.time()))
-
-    def _emit(self, message: dict[str, Any], wall: float, out: list[dict[str, Any]]) -> None:
-        """Append one message; lines batched before it go first, unless it is a progress value.
-
-        Progress is state, not history: it may overtake the lines of the last half second, and
-        not sealing a batch for it keeps batches full (fewer requests).
-        """
-        kind = message.get("type")
-        if kind in PROGRESS_TYPES:
-            self._last_value[str(kind)] = message
-        elif self._batch:
-            self._seal_batch(out)
-        out.append(self._envelope(message, wall))
-
-    def _throttle(self, kind: str, message: dict[str, Any], wall: float, out: list[dict[str, Any]]) -> None:
-        """At most `progress_hz` progress messages a second, all types together; latest value wins.
-
-        When several types are waiting, the one sent longest ago goes next. A final value
-        (current >= total, or an ETA of 0) goes at once and is never dropped.
-        """
-        now = time.monotonic()
-        if _is_final(message):
-            self._pending.pop(kind, None)  # an older value: superseded by the final one
-            if self._last_final.get(kind) != message:
-                self._last_final[kind] = message
-                self._sent_progress(kind, now)
-                self._emit(message, wall, out)
-            return
-        self._last_final.pop(kind, None)
-        if not _significant(self._last_value.get(kind), message):
-            return  # a change nobody could see on a progress bar: not worth a request
-        if not self._pending and now - self._last_progress >= self._limits[2]:
-            self._sent_progress(kind, now)
-            self._emit(message, wall, out)
-        else:
-            self._pending[kind] = (message, wall)
-
-    def _sent_progress(self, kind: str, now: float) -> None:
-        self._last_progress = now
-        self._last_sent[kind] = now
-
-    def _flush_due(self, now: float, out: list[dict[str, Any]], *, force: bool) -> None:
-        _, age, interval = self._limits
-        if self._batch and (force or now - self._batch_started >= age):
-            self._seal_batch(out)
-        if force:
-            for kind, (message, wall) in list(self._pending.items()):
-                self._sent_progress(kind, now)
-                self._emit(message, wall, out)
-            self._pending.clear()
-        elif self._pending and now - self._last_progress >= interval:
-            kind = min(self._pending, key=lambda k: self._last_sent.get(k, 0.0))
-            message, wall = self._pending.pop(kind)
-            self._sent_progress(kind, now)
-            self._emit(message, wall, out)
-
-
-def _percent(message: Mapping[str, Any]) -> float | None:
-    try:
-        total = float(message["total"])
-        return 100.0 * float(message["current"]) / total if total else 0.0
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _significant(previous: Mapping[str, Any] | None, message: Mapping[str, Any]) -> bool:
-    """Whether `message` differs visibly from the value last sent of its type.
-
-    Overall progress: 0.1 percentage point; a stage: a new name or sub-stage, or 1 point; an ETA:
-    0.5 % of it (at least a second), so an ETA of hours is not resent every second.
-    """
-    if previous is None:
-        return True
-    kind = message.get("type")
-    if kind == "profiler_update":
-        old, new = previous.get("eta_seconds"), message.get("eta_seconds")
-        if not isinstance(old, int | float) or not isinstance(new, int | float):
-            return old != new
-        return abs(new - old) >= max(1.0, 0.005 * abs(new))
-    old_percent, new_percent = _percent(previous), _percent(message)
-    if old_percent is None or new_percent is None:
-        return True
-    if kind == "stage_progress":
-        if (previous.get("name"), previous.get("sub_stage")) != (
-            message.get("name"),
-            message.get("sub_stage"),
-        ):
-            return True
-        return abs(new_percent - old_percent) >= 1.0
-    return abs(new_percent - old_percent) >= 0.1
-
-
-def _is_final(message: Mapping[str, Any]) -> bool:
-    """A progress value at its end (current >= total): never coalesced away."""
-    if message.get("type") == "profiler_update":
-        return message.get("eta_seconds") == 0
-    try:
-        return float(message["total"]) > 0 and float(message["current"]) >= float(message["total"])
-    except (KeyError, TypeError, ValueError):
-        return False
+        self.shaper.add(message, wall, time.monotonic(), out)

@@ -42,7 +42,6 @@ import json
 import os
 import pickle
 import random
-import re
 import struct
 import sys
 import time
@@ -64,17 +63,15 @@ from goliat_monitor.domain.campaign import (
     enumerate_simulations,
     merge_extends,
 )
+from goliat_monitor.domain.models import ANSI_ESCAPE, EXIT_CODE_OUT_OF_MEMORY, PHASES
 
 __all__ = [
-    "PHASES",
     "SimulatedStudyError",
     "load_config",
     "png_bytes",
     "run_simulated_study",
 ]
 
-PHASES = ("setup", "run", "extract")
-EXIT_OUT_OF_MEMORY = 42
 
 RESET = "\x1b[0m"
 _CALLER = "\x1b[30m\x1b[2m"  # Fore.BLACK + Style.DIM
@@ -91,7 +88,6 @@ _COLOURS = {
     "header": "\x1b[35m\x1b[1m",
     "highlight": "\x1b[33m\x1b[1m",
 }
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _BOX_BORDER = "-" * 70
 
 # Seconds each subtask takes at speed 1 (about 4 s per simulation in all).
@@ -265,7 +261,7 @@ class _GoliatLogs:
         if self._colours:
             self._out.write(text + (RESET if autoreset else ""))
         else:
-            self._out.write(_ANSI.sub("", text))
+            self._out.write(ANSI_ESCAPE.sub("", text))
         self._out.flush()
 
     def _write_file(self, handle: TextIO, message: str, levelname: str, caller_info: str) -> None:
@@ -413,7 +409,7 @@ class _SimulatedStudy:
         try:
             self.run_study(simulations)
         except _OutOfMemory:
-            code = EXIT_OUT_OF_MEMORY
+            code = EXIT_CODE_OUT_OF_MEMORY
         except _StageFailure as exc:
             logs.log(
                 f"--- FATAL ERROR in study: {exc} ---",
@@ -651,7 +647,7 @@ class _SimulatedStudy:
 
     def _fail_run(self) -> None:
         logs = self.logs
-        if self.exit_code != EXIT_OUT_OF_MEMORY:
+        if self.exit_code != EXIT_CODE_OUT_OF_MEMORY:
             raise _StageFailure("iSolve.exe exited with code 3: Error: iSolve framework failed")
         strategy = "ISolveManualStrategy"
         for attempt in (1, 2):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -56,6 +57,12 @@ ERROR_LOG_TYPES = frozenset({"error", "fatal"})
 
 EXIT_CODE_OUT_OF_MEMORY = 42
 """GOLIAT exits with 42 when the GPU ran out of memory; such a run is worth retrying."""
+
+PHASES: tuple[str, ...] = ("setup", "run", "extract")
+"""GOLIAT's phases of one simulation, in the order it runs them (its `do_setup`, `do_run`, ...)."""
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+"""Any terminal escape sequence: CSI (colours, cursor moves), OSC (titles, links) and the short forms."""
 
 FAILED_STUDY_MESSAGE = "Study finished with errors"
 """The only failure signal a real GOLIAT GUI sends in its `finished` message."""

@@ -7,13 +7,15 @@ from typing import Any
 
 
 def build_tree(files: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
+    """Children are keyed by name and type: two assignments of a study may upload a file `x` and
+    a folder `x/`, and the explorer shows both rather than losing one (or failing)."""
     root: dict[str, Any] = {"children": {}}
     for path, size in files:
         parts = path.split("/")
         node = root
         for depth, part in enumerate(parts[:-1]):
             node = node["children"].setdefault(
-                part,
+                part + "/",
                 {"name": part, "type": "directory", "path": "/".join(parts[: depth + 1]), "children": {}},
             )
         node["children"][parts[-1]] = {"name": parts[-1], "type": "file", "path": path, "size": size}

@@ -25,9 +25,10 @@ from goliat_monitor.blobs import LocalDirStore
 from goliat_monitor.db import migrate
 from goliat_monitor.db.engine import Database
 from goliat_monitor.errors import ApiError
-from goliat_monitor.server import pages, read_api, services, stream, studies_api, worker_api
+from goliat_monitor.server import events_api, pages, read_api, services, studies_api, worker_api
 from goliat_monitor.server.auth import TokenPrefixMiddleware
 from goliat_monitor.server.context import ServerContext
+from goliat_monitor.server.hub import Hub
 from goliat_monitor.server.lean_route import LeanRouteDispatch
 from goliat_monitor.server.limits import BodyLimitMiddleware
 from goliat_monitor.settings import ServerSettings
@@ -41,6 +42,7 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
     db = Database(settings.resolved_database_url, write_threads=settings.write_threads)
     migrate.upgrade(db.engine)
     context = ServerContext(settings=settings, db=db, blobs=LocalDirStore(settings.artifacts_dir), now=now)
+    hub = Hub(context)
     _warn_if_open(settings)
 
     @contextlib.asynccontextmanager
@@ -49,6 +51,9 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
         try:
             yield
         finally:
+            # The routers' own lifespans never run (their routes are copied in below), so
+            # everything that must stop at shutdown stops here: open streams, then the loops.
+            await hub.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -61,15 +66,17 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
         lifespan=lifespan,
     )
     app.state.context = context
+    app.state.sse_hub = hub
     # The routers' routes go straight into the app's route list. `include_router` would wrap each
     # router in a lazily matched layer that cost ~250 µs per request here; the routes already
-    # carry their prefix and their router's dependencies.
+    # carry their prefix and their router's dependencies. A router's `lifespan=` would be
+    # skipped this way: shutdown work belongs in `lifespan` above.
     routers = (
         worker_api.ingest_router,
         worker_api.router,
         studies_api.router,
         read_api.router,
-        stream.router,
+        events_api.router,
         pages.router,
     )
     for router in routers:

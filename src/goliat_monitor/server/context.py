@@ -10,7 +10,7 @@ from fastapi import Request
 
 from goliat_monitor.blobs import LocalDirStore
 from goliat_monitor.db.engine import Database
-from goliat_monitor.db.queries import Changes, Clock
+from goliat_monitor.db.queries.common import Changes, Clock
 from goliat_monitor.events import EventBroker
 from goliat_monitor.settings import ServerSettings
 

@@ -1,7 +1,8 @@
-"""The dashboard's HTML pages: rendered on the server, then kept live by `static/app.js`.
+"""The dashboard's HTML pages: rendered on the server, then kept live by ES modules in `static/`.
 
-Every page works without JavaScript (it is a snapshot then); the script adds live updates from
-`GET /api/events`, filtering, the log console's paging and search, charts and the file explorer.
+Every page works without JavaScript (it is a snapshot then); each page's module (`static/pages/`)
+adds live updates from `GET /api/events`, filtering, the log console's paging and search, charts
+and the file explorer.
 Each page embeds the id of the last event it reflects, so the stream replays what happened while
 the page was in flight and nothing is lost between render and subscribe.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,14 +26,18 @@ from fastapi.templating import Jinja2Templates
 from starlette.types import Scope
 
 from goliat_monitor import __version__
-from goliat_monitor.db import queries
-from goliat_monitor.domain.models import LOG_TYPES
+from goliat_monitor.db.queries import studies as study_queries
+from goliat_monitor.db.queries import workers as worker_queries
+from goliat_monitor.domain.models import ANSI_ESCAPE, LOG_TYPES
 from goliat_monitor.errors import NotFound
+from goliat_monitor.server import views as api_views
 from goliat_monitor.server.auth import may_change
 from goliat_monitor.server.context import ServerContext
-from goliat_monitor.server.stream import (
+from goliat_monitor.server.hub import get_hub
+from goliat_monitor.server.overview import SORTS, STATUS_FILTERS, shown_workers, totals
+from goliat_monitor.server.views import (
+    STUDY_EVENTS_SHOWN,
     assignment_rows,
-    get_hub,
     parse_iso,
     study_summary,
     worker_view,
@@ -41,25 +47,28 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 
-STATUS_FILTERS = ("all", "running", "stalled", "idle", "error", "offline")
-SORTS = {"status": "Status", "name": "Name", "progress": "Progress", "seen": "Last seen"}
-ATTENTION = {"red-ERROR": 0, "amber": 1, "green": 2, "yellow": 3, "red-OFFLINE": 4}
 ACTIVE_STUDY_STATUSES = ("RUNNING", "PENDING")
 ASSIGNMENT_STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
-STUDY_EVENTS_SHOWN = 300
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def _static_version() -> str:
-    """Changes whenever a static file does, so browsers never run a stale script."""
+def static_version(directory: Path = STATIC_DIR) -> str:
+    """A hash of every static file (in every folder, names included) and of the package version.
+
+    Pages link static files as `/static/<version>/<path>`. A module's imports are relative, so
+    they resolve under the same version: after an upgrade every URL changes at once, and no
+    browser can run a new page module against an old, cached helper module.
+    """
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted(STATIC_DIR.glob("*")):
-        if path.is_file():
-            digest.update(path.read_bytes())
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:12]
 
 
-# -- formatting, shared by the templates (app.js formats live values the same way) -------------
+STATIC_VERSION = static_version()
+
+
+# -- formatting, shared by the templates (static/lib/format.js formats live values the same way) -
 
 
 def fmt_pct(value: float | None) -> str:
@@ -124,7 +133,7 @@ def fmt_size(size: float | None) -> str:
 
 def strip_ansi(text: str | None) -> str:
     """GOLIAT's console colours arrive as escape codes in some lines; the log shows colour by type."""
-    return ANSI.sub("", text or "")
+    return ANSI_ESCAPE.sub("", text or "")
 
 
 def _tolerant(fn: Callable[[Any], str]) -> Callable[[Any], str]:
@@ -152,20 +161,40 @@ def _environment() -> jinja2.Environment:
         "ansi": strip_ansi,
     }
     env.filters.update({name: _tolerant(fn) for name, fn in filters.items()})
-    env.globals.update(log_types=LOG_TYPES, static_version=_static_version())
+    env.globals.update(log_types=LOG_TYPES)
     return env
 
 
 templates = Jinja2Templates(env=_environment())
 
 
+VERSION_SEGMENT = re.compile(r"[0-9a-f]{12}")
+
+
 class VersionedStaticFiles(StaticFiles):
-    """Static files; a URL carrying `?v=<content hash>` never changes, so browsers keep it."""
+    """Static files, also under `/static/<version>/`; that URL never changes content, so browsers keep it.
+
+    A version that is not the current one (a page rendered before a restart into an upgrade)
+    still gets today's files, but not cacheable: the page reloads into matching URLs anyway.
+    JavaScript is always sent as `text/javascript`: browsers refuse a module of any other type,
+    and `mimetypes` reads the host's tables, which on some systems say otherwise.
+    """
+
+    def __init__(self, *, directory: Path, version: str = STATIC_VERSION) -> None:
+        super().__init__(directory=directory)
+        self.version = version
 
     async def get_response(self, path: str, scope: Scope) -> Response:
-        response = await super().get_response(path, scope)
-        if response.status_code == 200 and b"v=" in scope.get("query_string", b""):
-            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        segment, _, rest = path.replace(os.sep, "/").partition("/")
+        versioned = bool(rest) and VERSION_SEGMENT.fullmatch(segment) is not None
+        response = await super().get_response(rest if versioned else path, scope)
+        if response.status_code == 200 and path.endswith(".js"):
+            response.headers["Content-Type"] = "text/javascript; charset=utf-8"
+        if response.status_code == 200 and versioned:
+            current = segment == self.version
+            response.headers["Cache-Control"] = (
+                "public, max-age=31536000, immutable" if current else "no-cache"
+            )
         return response
 
 
@@ -203,7 +232,7 @@ def _render(request: Request, name: str, status_code: int = 200, **values: Any) 
         name,
         {
             "base": base,
-            "static_base": _static_base(request),
+            "static_root": f"{_static_base(request)}/static/{STATIC_VERSION}",
             "now": now,
             "ago": lambda iso: fmt_ago(iso, now),
             "until": lambda iso: fmt_until(iso, now),
@@ -228,52 +257,19 @@ def _event_id(request: Request, broker_id: int, log_id: int) -> str:
 # -- overview ----------------------------------------------------------------------------------
 
 
+def _study_listings(conn: Any) -> list[dict[str, Any]]:
+    return [api_views.study_listing(listing) for listing in study_queries.list_super_studies(conn)]
+
+
 def _with_eta(conn: Any, studies: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
     """Study summaries; running ones re-read one by one for the campaign ETA the list lacks."""
     out = []
     for study in studies:
         if study["status"] in ACTIVE_STUDY_STATUSES:
             with contextlib.suppress(NotFound):
-                study = queries.get_super_study(conn, study["id"], now=now)
+                study = api_views.super_study(study_queries.get_super_study(conn, study["id"], now=now))
         out.append(study_summary(study))
     return out
-
-
-def _sort_key(sort: str) -> Any:
-    def attention(w: dict[str, Any]) -> int:
-        key = w["light"] if w["light"] != "red" else f"red-{w['status']}"
-        return ATTENTION.get(key, 9)
-
-    if sort == "name":
-        return lambda w: (w["displayName"].lower(), w["id"])
-    if sort == "progress":
-        return lambda w: (-((w["guiState"] or {}).get("progress") or 0.0), w["displayName"].lower())
-    if sort == "seen":
-        return lambda w: (-(parse_iso(w["lastSeen"]) or 0.0), w["displayName"].lower())
-    return lambda w: (attention(w), w["displayName"].lower(), w["id"])
-
-
-def matches_status(worker: dict[str, Any], status: str) -> bool:
-    if status == "all":
-        return True
-    if status == "stalled":
-        return bool(worker["stalled"])
-    if status == "running":
-        return worker["status"] == "RUNNING" and not worker["stalled"]
-    return str(worker["status"]).lower() == status
-
-
-def totals(workers: list[dict[str, Any]]) -> dict[str, int]:
-    live = [w for w in workers if not w["isStale"]]
-    return {
-        "online": sum(1 for w in live if w["status"] != "OFFLINE"),
-        "running": sum(1 for w in live if w["status"] == "RUNNING"),
-        "stalled": sum(1 for w in live if w["stalled"]),
-        "idle": sum(1 for w in live if w["status"] == "IDLE"),
-        "offline": sum(1 for w in live if w["status"] in ("OFFLINE", "ERROR")),
-        "warnings": sum((w["guiState"] or {}).get("warningCount") or 0 for w in live),
-        "errors": sum((w["guiState"] or {}).get("errorCount") or 0 for w in live),
-    }
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -292,30 +288,19 @@ async def overview(
     clock = context.clock()
 
     def read(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        studies = [s for s in queries.list_super_studies(conn) if s["status"] in ACTIVE_STUDY_STATUSES]
-        return queries.list_workers(conn, clock, include_stale=stale), _with_eta(conn, studies, clock.now)
+        studies = [s for s in _study_listings(conn) if s["status"] in ACTIVE_STUDY_STATUSES]
+        workers = [
+            api_views.worker(row, clock) for row in worker_queries.list_workers(conn, include_stale=stale)
+        ]
+        return workers, _with_eta(conn, studies, clock.now)
 
     workers, active = await context.db.read(read)
     views = [worker_view(w, now=clock.now, stalled_after_s=context.settings.stalled_after_s) for w in workers]
-    needle = q.strip().lower()
-    shown = [
-        w
-        for w in views
-        if matches_status(w, status)
-        and (
-            not needle
-            or any(
-                needle in str(w.get(k) or "").lower()
-                for k in ("displayName", "hostname", "machineId", "gpuName", "id")
-            )
-        )
-    ]
-    shown.sort(key=_sort_key(sort))
     return _render(
         request,
         "overview.html",
         title="Overview",
-        workers=shown,
+        workers=shown_workers(views, status=status, search=q.strip().lower(), sort=sort),
         total_count=len(views),
         totals=totals(views),
         studies=active,
@@ -349,14 +334,17 @@ async def worker_page(
     clock = context.clock()
 
     def read(conn: Any) -> tuple[dict[str, Any], dict[str, Any] | None, int, dict[str, str]]:
-        worker = queries.get_worker(conn, worker_id, clock, recent_logs=settings.recent_log_lines)
+        detail = worker_queries.get_worker(conn, worker_id, recent_logs=settings.recent_log_lines)
+        worker = api_views.worker_detail(detail, clock)
         older = (
-            queries.log_page(conn, worker_id, before=before, limit=settings.recent_log_lines)
+            api_views.log_page(
+                worker_queries.log_page(conn, worker_id, before=before, limit=settings.recent_log_lines)
+            )
             if before
             else None
         )
-        top = queries.max_log_line_id(conn)
-        names = {s["id"]: s["name"] for s in queries.list_super_studies(conn)}
+        top = worker_queries.max_log_line_id(conn)
+        names = {s.row["id"]: s.row["name"] for s in study_queries.list_super_studies(conn)}
         return worker, older, top, names
 
     try:
@@ -406,7 +394,7 @@ async def super_studies(request: Request) -> HTMLResponse:
     context = _context(request)
     broker_id = context.events.last_id
     now = context.now()
-    summaries = await context.db.read(lambda conn: _with_eta(conn, queries.list_super_studies(conn), now))
+    summaries = await context.db.read(lambda conn: _with_eta(conn, _study_listings(conn), now))
     return _render(
         request,
         "super_studies.html",
@@ -426,11 +414,8 @@ async def super_study(request: Request, study_id: str) -> HTMLResponse:
     now = context.now()
 
     def read(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        study = queries.get_super_study(conn, study_id, now=now)
-        events = study.get("events")
-        if events is None:
-            events = queries.assignment_events_for(conn, [a["id"] for a in study["assignments"]])
-        return study, events
+        study = api_views.super_study(study_queries.get_super_study(conn, study_id, now=now))
+        return study, study["events"]
 
     try:
         study, events = await context.db.read(read)

@@ -7,13 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import Connection
 
 from goliat_monitor import __version__
-from goliat_monitor.db import queries
+from goliat_monitor.db.queries import artifacts
+from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.db.raw import Raw
 from goliat_monitor.domain.models import LOG_TYPES
 from goliat_monitor.errors import BadRequest, NotFound
 from goliat_monitor.protocol import API_VERSION
+from goliat_monitor.server import views
 from goliat_monitor.server.auth import require_admin
 from goliat_monitor.server.context import ServerContext, get_context
 
@@ -24,7 +27,7 @@ router = APIRouter(prefix="/api", tags=["read API"])
 async def health(context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """For load balancers and probes: the database answers, and which schema it holds."""
 
-    def probe(conn: Any) -> str | None:
+    def probe(conn: Connection) -> str | None:
         # A plain SELECT: building an Alembic migration context per probe costs milliseconds.
         revision: str | None = Raw(conn).scalar("SELECT version_num FROM alembic_version", {})
         return revision
@@ -45,15 +48,29 @@ async def list_workers(
 ) -> list[dict[str, Any]]:
     """Workers, most recently seen first, with their live GUI state."""
     clock = context.clock()
-    return await context.db.read(lambda conn: queries.list_workers(conn, clock, include_stale=include_stale))
+
+    def read(conn: Connection) -> list[dict[str, Any]]:
+        return [
+            views.worker(row, clock) for row in worker_queries.list_workers(conn, include_stale=include_stale)
+        ]
+
+    return await context.db.read(read)
 
 
 @router.get("/workers/{worker_id}")
 async def get_worker(worker_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """One worker with its most recent log lines (oldest first), assignments and screenshots."""
+    return await _worker_detail(context, worker_id)
+
+
+async def _worker_detail(context: ServerContext, worker_id: str) -> dict[str, Any]:
     clock = context.clock()
     recent = context.settings.recent_log_lines
-    return await context.db.read(lambda conn: queries.get_worker(conn, worker_id, clock, recent_logs=recent))
+
+    def read(conn: Connection) -> dict[str, Any]:
+        return views.worker_detail(worker_queries.get_worker(conn, worker_id, recent_logs=recent), clock)
+
+    return await context.db.read(read)
 
 
 @router.get("/workers/{worker_id}/logs")
@@ -74,9 +91,12 @@ async def worker_logs(
     if unknown:
         raise BadRequest(f"Unknown log type(s): {', '.join(unknown)}")
 
-    def read(conn: Any) -> dict[str, Any]:
-        queries.worker_exists(conn, worker_id)
-        return queries.log_page(conn, worker_id, before=before, limit=limit, log_types=log_type, text=q)
+    def read(conn: Connection) -> dict[str, Any]:
+        worker_queries.worker_exists(conn, worker_id)
+        page = worker_queries.log_page(
+            conn, worker_id, before=before, limit=limit, log_types=log_type, text=q
+        )
+        return views.log_page(page)
 
     return await context.db.read(read)
 
@@ -89,14 +109,18 @@ async def worker_samples(
 ) -> list[dict[str, Any]]:
     """The progress and utilisation time series of a worker, for charts."""
     since = context.now() - minutes * 60
-    return await context.db.read(lambda conn: queries.worker_samples_since(conn, worker_id, since))
+
+    def read(conn: Connection) -> list[dict[str, Any]]:
+        return [views.sample(row) for row in worker_queries.worker_samples_since(conn, worker_id, since)]
+
+    return await context.db.read(read)
 
 
 @router.get("/workers/{worker_id}/screenshots/{tab}")
 async def worker_screenshot(
     worker_id: str, tab: str, context: ServerContext = Depends(get_context)
 ) -> StreamingResponse:
-    row = await context.db.read(lambda conn: queries.screenshot_row(conn, worker_id, tab))
+    row = await context.db.read(lambda conn: artifacts.screenshot_row(conn, worker_id, tab))
     if not context.blobs.exists(row["blob_key"]):
         raise NotFound(f"Screenshot of tab {tab!r} is gone")
     return StreamingResponse(
@@ -117,8 +141,8 @@ async def patch_worker(
     """Set the machine's label (shown instead of its address); every session of the machine shares it."""
     label = (body.machineLabel or "").strip() or None
     now = context.now()
-    changes = await context.db.write(lambda conn: queries.set_worker_label(conn, worker_id, label, now))
+    changes = await context.db.write(
+        lambda conn: worker_queries.set_worker_label(conn, worker_id, label, now)
+    )
     context.publish(changes)
-    clock = context.clock()
-    recent = context.settings.recent_log_lines
-    return await context.db.read(lambda conn: queries.get_worker(conn, worker_id, clock, recent_logs=recent))
+    return await _worker_detail(context, worker_id)

@@ -12,7 +12,8 @@ import random
 
 from sqlalchemy import Connection
 
-from goliat_monitor.db import queries
+from goliat_monitor.db.queries import assignments, ingest
+from goliat_monitor.db.queries.common import Changes
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.fanout import Fanout, conninfo
 
@@ -37,9 +38,9 @@ async def expire_leases(context: ServerContext) -> int:
     """Hand lapsed assignments back to PENDING (or FAILED past max attempts); forget old message ids."""
     clock = context.clock()
 
-    def step(conn: Connection) -> tuple[int, queries.Changes]:
-        changes = queries.Changes()
-        count = queries.requeue_expired_leases(conn, clock, changes)
+    def step(conn: Connection) -> tuple[int, Changes]:
+        changes = Changes()
+        count = assignments.requeue_expired_leases(conn, clock, changes)
         return count, changes
 
     count, changes = await context.db.write(step)
@@ -59,9 +60,9 @@ async def forget_message_ids(context: ServerContext) -> int:
     older_than = context.now() - MESSAGE_ID_TTL_S
     total = 0
     for _ in range(FORGET_ROUNDS):
-        forgotten = await context.db.write(lambda conn: queries.forget_old_message_ids(conn, older_than))
+        forgotten = await context.db.write(lambda conn: ingest.forget_old_message_ids(conn, older_than))
         total += forgotten
-        if forgotten < queries.FORGET_BATCH:
+        if forgotten < ingest.FORGET_BATCH:
             break
     return total
 

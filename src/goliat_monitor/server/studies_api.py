@@ -11,14 +11,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import RowMapping
+from sqlalchemy import Connection, RowMapping
 
 from goliat_monitor.blobs import LocalDirStore
-from goliat_monitor.db import queries
+from goliat_monitor.db.queries import artifacts
+from goliat_monitor.db.queries import assignments as assignment_queries
+from goliat_monitor.db.queries import studies as study_queries
 from goliat_monitor.domain.results_tree import build_tree
 from goliat_monitor.domain.splitting import STRATEGIES, SplitError, count_simulations, split_config
 from goliat_monitor.errors import BadRequest, NotFound
 from goliat_monitor.protocol import OkResponse
+from goliat_monitor.server import views
 from goliat_monitor.server.auth import require_admin
 from goliat_monitor.server.context import ServerContext, get_context
 
@@ -69,8 +72,8 @@ async def create_super_study(
     sizes = [a.size or _size_of(a.splitConfig, parents) for a in body.assignments]
     now = context.now()
 
-    def create(conn: Any) -> dict[str, Any]:
-        study_id = queries.create_super_study(
+    def create(conn: Connection) -> dict[str, Any]:
+        study_id = study_queries.create_super_study(
             conn,
             name=body.name,
             description=body.description,
@@ -84,7 +87,7 @@ async def create_super_study(
             replace=body.replace,
             now=now,
         )
-        return queries.get_super_study(conn, study_id, now=now)
+        return views.super_study(study_queries.get_super_study(conn, study_id, now=now))
 
     study = await context.db.write(create)
     context.events.publish("study", {"id": study["id"]})
@@ -96,20 +99,28 @@ async def list_super_studies(
     name: str | None = Query(None, max_length=255), context: ServerContext = Depends(get_context)
 ) -> list[dict[str, Any]]:
     """Every live super study (or those named `name`), newest first."""
-    return await context.db.read(lambda conn: queries.list_super_studies(conn, name))
+
+    def read(conn: Connection) -> list[dict[str, Any]]:
+        return [views.study_listing(listing) for listing in study_queries.list_super_studies(conn, name)]
+
+    return await context.db.read(read)
 
 
 @router.get("/super-studies/{study_id}")
 async def get_super_study(study_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """The study with its assignments, their event history, and the campaign ETA."""
     now = context.now()
-    return await context.db.read(lambda conn: queries.get_super_study(conn, study_id, now=now))
+
+    def read(conn: Connection) -> dict[str, Any]:
+        return views.super_study(study_queries.get_super_study(conn, study_id, now=now))
+
+    return await context.db.read(read)
 
 
 @router.delete("/super-studies/{study_id}", response_model=OkResponse, dependencies=[Depends(require_admin)])
 async def delete_super_study(study_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """Delete a study, its assignments and their result files."""
-    assignment_ids = await context.db.write(lambda conn: queries.delete_super_study(conn, study_id))
+    assignment_ids = await context.db.write(lambda conn: study_queries.delete_super_study(conn, study_id))
     for assignment_id in assignment_ids:
         context.blobs.delete_prefix(f"results/{assignment_id}")
     context.events.publish("study", {"id": study_id, "deleted": True})
@@ -120,16 +131,20 @@ async def delete_super_study(study_id: str, context: ServerContext = Depends(get
 async def list_assignments(
     study_id: str, context: ServerContext = Depends(get_context)
 ) -> list[dict[str, Any]]:
-    def read(conn: Any) -> list[dict[str, Any]]:
-        queries.require_study(conn, study_id)
-        return queries.list_assignments(conn, study_id)
+    def read(conn: Connection) -> list[dict[str, Any]]:
+        study_queries.require_study(conn, study_id)
+        return [views.assignment(row) for row in study_queries.list_assignments(conn, study_id)]
 
     return await context.db.read(read)
 
 
 @router.get("/assignments/{assignment_id}", tags=["super studies"])
 async def get_assignment(assignment_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
-    return await context.db.read(lambda conn: queries.assignment_dict(conn, assignment_id))
+
+    def read(conn: Connection) -> dict[str, Any]:
+        return views.assignment_with_study(assignment_queries.get_assignment(conn, assignment_id))
+
+    return await context.db.read(read)
 
 
 # -- result files ------------------------------------------------------------------------------
@@ -163,7 +178,7 @@ def _listing(rows: Sequence[RowMapping]) -> dict[str, Any]:
                 "contentType": row["content_type"],
                 "assignmentId": row["assignment_id"],
                 "assignmentIndex": row["assignment_index"],
-                "uploadedAt": queries.iso(row["created_at"]),
+                "uploadedAt": views.iso(row["created_at"]),
             }
             for path, row in sorted(files.items())
         ],
@@ -243,7 +258,7 @@ def _zip_response(blobs: LocalDirStore, rows: Sequence[RowMapping], filename: st
 @router.get("/super-studies/{study_id}/results/list")
 async def study_results_list(study_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """Every result file of the study as a tree by `relativePath`, with totals."""
-    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, study_id=study_id))
+    rows = await context.db.read(lambda conn: artifacts.result_file_rows(conn, study_id=study_id))
     return _listing(rows)
 
 
@@ -251,7 +266,7 @@ async def study_results_list(study_id: str, context: ServerContext = Depends(get
 async def study_results_file(
     study_id: str, path: str = Query(..., max_length=2048), context: ServerContext = Depends(get_context)
 ) -> StreamingResponse:
-    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, study_id=study_id))
+    rows = await context.db.read(lambda conn: artifacts.result_file_rows(conn, study_id=study_id))
     return _file_response(context.blobs, rows, path)
 
 
@@ -260,7 +275,7 @@ async def study_results_download(
     study_id: str, context: ServerContext = Depends(get_context)
 ) -> StreamingResponse:
     """A zip of every result file, streamed as it is built."""
-    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, study_id=study_id))
+    rows = await context.db.read(lambda conn: artifacts.result_file_rows(conn, study_id=study_id))
     return _zip_response(context.blobs, rows, f"super-study-{study_id}-results.zip")
 
 
@@ -268,7 +283,7 @@ async def study_results_download(
 async def assignment_results_list(
     assignment_id: str, context: ServerContext = Depends(get_context)
 ) -> dict[str, Any]:
-    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, assignment_id=assignment_id))
+    rows = await context.db.read(lambda conn: artifacts.result_file_rows(conn, assignment_id=assignment_id))
     return _listing(rows)
 
 
@@ -276,7 +291,7 @@ async def assignment_results_list(
 async def assignment_results_file(
     assignment_id: str, path: str = Query(..., max_length=2048), context: ServerContext = Depends(get_context)
 ) -> StreamingResponse:
-    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, assignment_id=assignment_id))
+    rows = await context.db.read(lambda conn: artifacts.result_file_rows(conn, assignment_id=assignment_id))
     return _file_response(context.blobs, rows, path)
 
 
@@ -284,7 +299,7 @@ async def assignment_results_file(
 async def assignment_results_download(
     assignment_id: str, context: ServerContext = Depends(get_context)
 ) -> StreamingResponse:
-    rows = await context.db.read(lambda conn: queries.result_file_rows(conn, assignment_id=assignment_id))
+    rows = await context.db.read(lambda conn: artifacts.result_file_rows(conn, assignment_id=assignment_id))
     return _zip_response(context.blobs, rows, f"assignment-{assignment_id}-results.zip")
 
 
@@ -353,7 +368,9 @@ async def cancel_super_study(
 ) -> dict[str, Any]:
     """Cancel: pending pieces are CANCELLED, running ones are told to stop by their agents' next poll."""
     now, actor = context.now(), _actor(request)
-    changes = await context.db.write(lambda conn: queries.cancel_study(conn, study_id, actor=actor, now=now))
+    changes = await context.db.write(
+        lambda conn: study_queries.cancel_study(conn, study_id, actor=actor, now=now)
+    )
     context.publish(changes)
     return await get_super_study(study_id, context)
 
@@ -372,7 +389,7 @@ async def retry_assignment(
     """A FAILED or CANCELLED assignment goes back to PENDING with a fresh attempt budget."""
     now, actor = context.now(), _actor(request)
     return await _assignment_action(
-        context, lambda conn: queries.retry_assignment(conn, assignment_id, actor=actor, now=now)
+        context, lambda conn: assignment_queries.retry_assignment(conn, assignment_id, actor=actor, now=now)
     )
 
 
@@ -383,7 +400,7 @@ async def requeue_assignment(
     """Take a RUNNING assignment away from its worker (which is told to stop) and queue it again."""
     now, actor = context.now(), _actor(request)
     return await _assignment_action(
-        context, lambda conn: queries.requeue_assignment(conn, assignment_id, actor=actor, now=now)
+        context, lambda conn: assignment_queries.requeue_assignment(conn, assignment_id, actor=actor, now=now)
     )
 
 
@@ -395,7 +412,7 @@ async def reassign_assignment(
     now, actor = context.now(), _actor(request)
     return await _assignment_action(
         context,
-        lambda conn: queries.requeue_assignment(
+        lambda conn: assignment_queries.requeue_assignment(
             conn, assignment_id, actor=actor, now=now, reserved_for=body.machineId
         ),
     )

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from goliat_monitor.blobs import StoredBlob
-from goliat_monitor.db import queries
+from goliat_monitor.db.queries import artifacts, ingest
+from goliat_monitor.db.queries import assignments as assignment_queries
 from goliat_monitor.domain.paths import check_filename, check_relative_path, check_tab_name
 from goliat_monitor.errors import ApiError, BadRequest, TooLarge
 from goliat_monitor.protocol import (
@@ -27,6 +28,7 @@ from goliat_monitor.protocol import (
     MachineId,
     OkResponse,
 )
+from goliat_monitor.server import views
 from goliat_monitor.server.auth import require_worker
 from goliat_monitor.server.context import ServerContext, get_context
 from goliat_monitor.server.lean_route import LeanJsonRoute
@@ -93,7 +95,7 @@ async def heartbeat(beat: Heartbeat, context: ServerContext = Depends(get_contex
     clock = context.clock()
     data = beat.model_dump()
     changes, stop = await context.db.write(
-        lambda conn: queries.record_heartbeat(conn, data, clock), key=beat.machineId
+        lambda conn: ingest.record_heartbeat(conn, data, clock), key=beat.machineId
     )
     context.publish(changes)
     return {"success": True, "stopAssignmentIds": stop}
@@ -111,7 +113,7 @@ async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_conte
     clock = context.clock()
     data = _as_dict(body)
     changes = await context.db.write(
-        lambda conn: queries.record_gui_update(conn, data, clock), key=body.machineId
+        lambda conn: ingest.record_gui_update(conn, data, clock), key=body.machineId
     )
     context.publish(changes)
     return {"success": True}
@@ -127,7 +129,7 @@ async def gui_updates(body: GuiUpdateBatch, context: ServerContext = Depends(get
     clock = context.clock()
     key = body.updates[0].machineId
     queued = [
-        context.db.enqueue(partial(queries.record_gui_update, update_=_as_dict(update), clock=clock), key=key)
+        context.db.enqueue(partial(ingest.record_gui_update, update_=_as_dict(update), clock=clock), key=key)
         for update in body.updates
     ]
     outcomes = await asyncio.gather(*queued, return_exceptions=True)
@@ -178,7 +180,7 @@ async def gui_screenshots(request: Request, context: ServerContext = Depends(get
         )
     clock = context.clock()
     changes = await context.db.write(
-        lambda conn: queries.record_screenshots(conn, machine_id, agent_id, stored, clock), key=machine_id
+        lambda conn: artifacts.record_screenshots(conn, machine_id, agent_id, stored, clock), key=machine_id
     )
     context.publish(changes)
     return {"success": True}
@@ -191,11 +193,13 @@ async def claim(
     """Claim one assignment. Exactly one machine wins; the winner may claim again (it retries)."""
     clock = context.clock()
     claimed = await context.db.write(
-        lambda conn: queries.claim_assignment(conn, assignment_id, body.machineId, body.agentId, clock),
+        lambda conn: assignment_queries.claim_assignment(
+            conn, assignment_id, body.machineId, body.agentId, clock
+        ),
         key=body.machineId,
     )
     context.publish(claimed.changes)
-    return claimed.assignment
+    return views.assignment_with_study(claimed.assignment)
 
 
 @router.get("/assignment", responses={204: {"description": "No PENDING assignment"}})
@@ -207,12 +211,12 @@ async def next_assignment(
     """The pull endpoint: claims and returns this worker's next assignment, or 204 when none is left."""
     clock = context.clock()
     claimed = await context.db.write(
-        lambda conn: queries.claim_next(conn, machine_id, agent_id, clock), key=machine_id
+        lambda conn: assignment_queries.claim_next(conn, machine_id, agent_id, clock), key=machine_id
     )
     if claimed is None:
         return Response(status_code=204)
     context.publish(claimed.changes)
-    return claimed.assignment
+    return views.assignment_with_study(claimed.assignment)
 
 
 @router.post(
@@ -225,7 +229,7 @@ async def upload_results(
     assignment_id: str, request: Request, context: ServerContext = Depends(get_context)
 ) -> dict[str, Any]:
     """Result files of one simulation: repeated `files` fields and one `relativePath`."""
-    await context.db.read(lambda conn: queries.assignment_study_id(conn, assignment_id))
+    await context.db.read(lambda conn: assignment_queries.assignment_study_id(conn, assignment_id))
     form = await read_form(request)
     try:
         relative_path = check_relative_path(form_text(form, "relativePath", required=False) or "")
@@ -260,7 +264,7 @@ async def upload_results(
         )
     now = context.now()
     study_id = await context.db.write(
-        lambda conn: queries.record_result_files(conn, assignment_id, rows, now)
+        lambda conn: artifacts.record_result_files(conn, assignment_id, rows, now)
     )
     context.events.publish("results", {"id": study_id, "assignmentId": assignment_id})
     return {"success": True}

@@ -1,4 +1,4 @@
-"""Live updates for the pages: `GET /api/events`, Server-Sent Events fed by one hub per app.
+"""The live-update hub: one per app, it turns broker events into SSE frames for every open page.
 
 A write publishes a tiny `{kind, id}` event; turning it into what a page shows takes a database
 read. The hub does that read once for every open browser, coalesces bursts (one update per worker
@@ -6,32 +6,33 @@ card per `WORKER_INTERVAL_S`, log lines in batches), encodes each frame once and
 bytes to every connection. A browser that falls behind is sent `resync` instead of slowing
 anyone down.
 
-Frame ids are `<broker event id>.<log row id>`. On reconnect (`Last-Event-ID`, or `lastEventId`
-from the page that was just rendered) the first part says which state changes the page missed
-(`EventBroker.since`), the second which log lines; both are replayed. When the broker has
-forgotten them the page gets `resync` and reloads its data.
+`create_app` builds the hub and stops it in its lifespan. Its loop runs only while pages are
+open: the first connection starts it, and it ends `IDLE_LINGER_S` after the last one leaves.
+With several replicas, events written through another replica reach this hub's broker through
+`fanout.py` (published with `relayed=True`), so they look like local ones here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
-from sse_starlette import EventSourceResponse
+from fastapi import FastAPI
+from sqlalchemy import Connection
 
-from goliat_monitor.db import queries
+from goliat_monitor.db.queries import studies as study_queries
+from goliat_monitor.db.queries import workers as worker_queries
+from goliat_monitor.db.queries.common import AnyRow
 from goliat_monitor.errors import NotFound
 from goliat_monitor.events import Event, Subscription
+from goliat_monitor.server import views
 from goliat_monitor.server.context import ServerContext
+from goliat_monitor.server.sse import CLOSE, RESYNC, Client, Frame, encode, format_event_id
 
 log = logging.getLogger(__name__)
 
@@ -43,142 +44,18 @@ FLUSH_GAP_S = 0.05
 STUDY_INTERVAL_S = 1.0
 LIVENESS_INTERVAL_S = 2.0
 """How often the hub re-derives online / stalled lights: they change with time, not with writes."""
-PING_INTERVAL_S = 15.0
 IDLE_LINGER_S = 30.0
-CLIENT_QUEUE = 2048
-"""Frames a connection may fall behind by (about 5 s of 100 busy workers) before it must resync."""
 LOG_READ_LIMIT = 5000
-REPLAY_LOG_LIMIT = 20_000
 GAP_TTL_S = 30.0
 MAX_GAPS = 500
-RETRY_MS = 2000
-STUDY_EVENTS_SHOWN = 300
-
-LIGHTS = {"RUNNING": "green", "IDLE": "yellow", "OFFLINE": "red", "ERROR": "red"}
 
 
-# -- render-ready payloads ---------------------------------------------------------------------
-
-
-def parse_iso(value: str | None) -> float | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def worker_view(worker: dict[str, Any], *, now: float, stalled_after_s: float) -> dict[str, Any]:
-    """A read-API worker dict plus what its card shows, so pages and pushes agree on the light.
-
-    Stalled means online and RUNNING, but no progress message for `stalled_after_s`.
-    """
-    status = worker["status"]
-    stalled = False
-    if status == "RUNNING":
-        since = parse_iso(worker.get("lastProgressAt") or worker.get("createdAt"))
-        stalled = since is not None and now - since > stalled_after_s
-    light = "amber" if stalled else LIGHTS.get(status, "red")
-    name = worker.get("machineLabel") or worker.get("hostname") or worker.get("machineId") or worker["id"]
-    return {**worker, "stalled": stalled, "light": light, "displayName": name}
-
-
-def study_summary(study: dict[str, Any]) -> dict[str, Any]:
-    """A study without its configs, assignments and events: what a list row or card shows."""
-    skip = {"baseConfig", "parentConfigs", "assignments", "events"}
-    return {key: value for key, value in study.items() if key not in skip}
-
-
-def assignment_rows(study: dict[str, Any]) -> list[dict[str, Any]]:
-    """Assignments without their split configs (those can be large and no table shows them)."""
-    return [{k: v for k, v in a.items() if k != "splitConfig"} for a in study.get("assignments", [])]
-
-
-def study_detail(study: dict[str, Any]) -> dict[str, Any]:
-    events = study.get("events") or []
-    return {
-        "id": study["id"],
-        "assignments": assignment_rows(study),
-        "events": events[-STUDY_EVENTS_SHOWN:],
-        "eventCount": len(events),
-    }
-
-
-def read_study(conn: Any, study_id: str, now: float) -> dict[str, Any] | None:
+def read_study(conn: Connection, study_id: str, now: float) -> dict[str, Any] | None:
+    """The study as the API shows it, None once it is deleted."""
     try:
-        return queries.get_super_study(conn, study_id, now=now)
+        return views.super_study(study_queries.get_super_study(conn, study_id, now=now))
     except NotFound:
         return None
-
-
-# -- frames ------------------------------------------------------------------------------------
-
-
-def encode(event: str, data: Any, *, event_id: str | None = None, retry: int | None = None) -> bytes:
-    """One SSE message. JSON from `json.dumps` has no newlines, so `data:` is a single line."""
-    lines = []
-    if event_id is not None:
-        lines.append(f"id: {event_id}")
-    if retry is not None:
-        lines.append(f"retry: {retry}")
-    lines.append(f"event: {event}")
-    lines.append("data: " + json.dumps(data, separators=(",", ":"), default=str))
-    return ("\n".join(lines) + "\n\n").encode()
-
-
-@dataclass(frozen=True)
-class Frame:
-    body: bytes
-    topic: tuple[str, str] | None = None
-    """None: for every page; ("worker" | "logs" | "study", id): only for pages that follow it."""
-
-
-RESYNC = Frame(encode("resync", {}))
-CLOSE = Frame(b"")
-"""Ends a stream; the browser reconnects by itself and resumes from its last event id."""
-
-
-@dataclass(eq=False)
-class Client:
-    """One open EventSource: its queue and what it asked to follow besides the shared updates."""
-
-    all_workers: bool = False
-    workers: frozenset[str] = frozenset()
-    log_workers: frozenset[str] = frozenset()
-    studies: frozenset[str] = frozenset()
-    queue: asyncio.Queue[Frame] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
-    dropped: int = 0
-
-    def wants(self, frame: Frame) -> bool:
-        if frame.topic is None:
-            return True
-        kind, key = frame.topic
-        if kind == "worker":
-            return self.all_workers or key in self.workers
-        return key in (self.log_workers if kind == "logs" else self.studies)
-
-    def offer(self, frame: Frame) -> None:
-        """Queue a frame; a client that cannot keep up loses its backlog and must resync."""
-        if self.queue.full():
-            self.dropped += 1
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(RESYNC)
-            return
-        self.queue.put_nowait(frame)
-
-
-def parse_event_id(value: str | None) -> tuple[str, int, int] | None:
-    """`<epoch>:<broker id>.<log row id>` as (epoch, broker id, log row id); None if malformed."""
-    if not value:
-        return None
-    epoch, _, rest = value.strip().partition(":")
-    broker_part, _, log_part = rest.partition(".")
-    try:
-        return epoch, int(broker_part), int(log_part or 0)
-    except ValueError:
-        return None
-
-
-# -- the hub -----------------------------------------------------------------------------------
 
 
 class Hub:
@@ -191,6 +68,7 @@ class Hub:
         self.clients: set[Client] = set()
         self.frames_sent = 0
         self._task: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
         self._broker_pos = 0
         self._dirty_workers: set[str] = set()
         self._dirty_studies: set[str] = set()
@@ -226,7 +104,7 @@ class Hub:
         self._idle_since = None
         if self._task is None or self._task.done():
             # Subscribe now, not when the task first runs: nothing published in between is lost.
-            sub = self.context.events.subscribe()
+            self._subscription = sub = self.context.events.subscribe()
             self._broker_pos = self.context.events.last_id
             self._task = asyncio.create_task(self._run(sub), name="sse-hub")
         return client
@@ -249,15 +127,20 @@ class Hub:
             client.queue.put_nowait(CLOSE)
 
     async def stop(self) -> None:
+        """End every stream and the loop; `create_app`'s lifespan calls this at shutdown."""
         self.close_all()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._subscription is not None:
+            # A loop cancelled before it first ran never reached its own `finally`.
+            self.context.events.unsubscribe(self._subscription)
+            self._subscription = None
 
     def event_id(self, broker_id: int, log_id: int) -> str:
-        return f"{self.epoch}:{broker_id}.{log_id}"
+        return format_event_id(self.epoch, broker_id, log_id)
 
     def position(self) -> str:
         """The id a page is up to once it has seen everything queued for it so far."""
@@ -405,15 +288,19 @@ class Hub:
         settings = context.settings
         log_hw, gaps = self._log_hw, list(self._gaps)
 
-        def read(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, int, dict[str, Any]]:
-            rows = queries.workers_by_ids(conn, workers, clock) if workers else []
+        def read(conn: Connection) -> tuple[list[dict[str, Any]], list[AnyRow] | None, int, dict[str, Any]]:
+            rows = (
+                [views.worker(r, clock) for r in worker_queries.workers_by_ids(conn, workers)]
+                if workers
+                else []
+            )
             lines = None
             top = 0
             if read_logs:
                 if log_hw is None:
-                    top = queries.max_log_line_id(conn)
+                    top = worker_queries.max_log_line_id(conn)
                 else:
-                    lines = queries.log_lines_after(conn, log_hw, LOG_READ_LIMIT, also_ids=gaps)
+                    lines = worker_queries.log_lines_after(conn, log_hw, LOG_READ_LIMIT, also_ids=gaps)
             found = {s: read_study(conn, s, clock.now) for s in studies}
             return rows, lines, top, found
 
@@ -422,7 +309,7 @@ class Hub:
         position = None
         for row in rows:
             self._last_worker_push[row["id"]] = pushed
-            view = worker_view(row, now=clock.now, stalled_after_s=settings.stalled_after_s)
+            view = views.worker_view(row, now=clock.now, stalled_after_s=settings.stalled_after_s)
             if self._lights is not None and not row["isStale"]:
                 self._lights[row["id"]] = (view["status"], view["stalled"])
             position = position or self.position()
@@ -439,10 +326,11 @@ class Hub:
             if study is None:
                 self.broadcast(Frame(encode("study", {"id": study_id, "deleted": True}, event_id=position)))
                 continue
-            self.broadcast(Frame(encode("study", study_summary(study), event_id=position)))
+            self.broadcast(Frame(encode("study", views.study_summary(study), event_id=position)))
             self.broadcast(
                 Frame(
-                    encode("assignments", study_detail(study), event_id=position), topic=("study", study_id)
+                    encode("assignments", views.study_detail(study), event_id=position),
+                    topic=("study", study_id),
                 )
             )
         for study_id, data in results.items():
@@ -451,13 +339,13 @@ class Hub:
                 Frame(encode("results", data, event_id=self.position()), topic=("study", study_id))
             )
 
-    def _push_lines(self, lines: list[dict[str, Any]], followers: set[str]) -> None:
+    def _push_lines(self, lines: list[AnyRow], followers: set[str]) -> None:
         """Send new lines per worker; remember skipped row ids that may still commit (PostgreSQL)."""
         assert self._log_hw is not None
         now = time.monotonic()
         fresh: dict[str, list[dict[str, Any]]] = {}
-        for line in sorted(lines, key=lambda item: item["rowId"]):
-            row_id = line["rowId"]
+        for line in sorted(lines, key=lambda item: int(item.id)):
+            row_id = line.id
             if row_id <= self._log_hw:
                 if self._gaps.pop(row_id, None) is None:
                     continue
@@ -465,8 +353,8 @@ class Hub:
                 for missing in range(self._log_hw + 1, min(row_id, self._log_hw + 1 + MAX_GAPS)):
                     self._gaps[missing] = now
                 self._log_hw = row_id
-            if line["workerId"] in followers:
-                fresh.setdefault(line["workerId"], []).append(_line(line))
+            if line.worker_id in followers:
+                fresh.setdefault(line.worker_id, []).append(views.log_line(line))
         for row_id, since in list(self._gaps.items()):
             if now - since > GAP_TTL_S:
                 del self._gaps[row_id]
@@ -485,10 +373,11 @@ class Hub:
                 del pushes[key]
         clock = self.context.clock()
         stalled_after_s = self.context.settings.stalled_after_s
-        workers = await self.context.db.read(lambda conn: queries.list_workers(conn, clock))
+        rows = await self.context.db.read(worker_queries.list_workers)
         lights = {}
-        for worker in workers:
-            view = worker_view(worker, now=clock.now, stalled_after_s=stalled_after_s)
+        for row in rows:
+            worker = views.worker(row, clock)
+            view = views.worker_view(worker, now=clock.now, stalled_after_s=stalled_after_s)
             lights[worker["id"]] = (view["status"], view["stalled"])
         if self._lights is not None:
             for worker_id, light in lights.items():
@@ -500,134 +389,6 @@ class Hub:
         self._lights = lights
 
 
-def _line(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in ("message", "logType", "timestamp", "cursor")}
-
-
-# -- replay on (re)connect ---------------------------------------------------------------------
-
-
-async def replay(hub: Hub, client: Client, last: tuple[str, int, int]) -> list[bytes]:
-    """What a page missed since `last`: current state of what changed, and the log lines."""
-    context = hub.context
-    epoch, broker_id, log_id = last
-    if epoch != hub.epoch or broker_id > context.events.last_id:
-        return [RESYNC.body]  # an id from before a restart, or from another replica
-    missed = context.events.since(broker_id)
-    if missed is None:
-        return [RESYNC.body]
-    workers = {e.data["id"] for e in missed if e.kind == "worker" and isinstance(e.data.get("id"), str)}
-    studies = {
-        e.data["id"] for e in missed if e.kind in ("study", "results") and isinstance(e.data.get("id"), str)
-    }
-    clock = context.clock()
-
-    def read(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-        rows = queries.workers_by_ids(conn, workers, clock)
-        lines = queries.log_lines_after(conn, log_id, REPLAY_LOG_LIMIT + 1) if client.log_workers else []
-        found = {s: read_study(conn, s, clock.now) for s in studies}
-        return rows, lines, found
-
-    rows, lines, found = await context.db.read(read)
-    if len(lines) > REPLAY_LOG_LIMIT:
-        return [RESYNC.body]
-    out = []
-    stalled_after_s = context.settings.stalled_after_s
-    for row in rows:
-        if client.all_workers or row["id"] in client.workers:
-            out.append(encode("worker", worker_view(row, now=clock.now, stalled_after_s=stalled_after_s)))
-    batches: dict[str, list[dict[str, Any]]] = {}
-    for line in lines:
-        if line["workerId"] in client.log_workers:
-            batches.setdefault(line["workerId"], []).append(_line(line))
-    for worker_id, batch in batches.items():
-        out.append(encode("logs", {"workerId": worker_id, "lines": batch}))
-    for study_id, study in found.items():
-        if study is None:
-            out.append(encode("study", {"id": study_id, "deleted": True}))
-            continue
-        out.append(encode("study", study_summary(study)))
-        if study_id in client.studies:
-            out.append(encode("assignments", study_detail(study)))
-    return out
-
-
-# -- the route ---------------------------------------------------------------------------------
-
-
 def get_hub(app: FastAPI) -> Hub:
-    hub: Hub | None = getattr(app.state, "sse_hub", None)
-    if hub is None:
-        hub = Hub(app.state.context)
-        app.state.sse_hub = hub
+    hub: Hub = app.state.sse_hub
     return hub
-
-
-@contextlib.asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    hub: Hub | None = getattr(app.state, "sse_hub", None)
-    if hub is not None:
-        await hub.stop()
-
-
-router = APIRouter(tags=["live updates"], lifespan=_lifespan)
-
-
-@router.get("/api/events", response_class=EventSourceResponse)
-async def events(
-    request: Request,
-    workers: list[str] = Query([], description="Worker ids whose card updates to push, or `all`"),
-    logs: list[str] = Query([], description="Worker ids whose new log lines to push (up to 20)"),
-    study: list[str] = Query([], description="Study ids whose assignment table to push (up to 20)"),
-    last_event_id: str | None = Query(
-        None, alias="lastEventId", max_length=64, description="Resume point of a freshly rendered page"
-    ),
-) -> EventSourceResponse:
-    """Server-Sent Events: `worker`, `logs`, `study`, `assignments`, `results`, `resync`, `hello`.
-
-    Honours `Last-Event-ID` (EventSource sends it when it reconnects) and sends a comment every
-    `PING_INTERVAL_S` so proxies keep the connection open.
-    """
-    hub = get_hub(request.app)
-    resume = parse_event_id(request.headers.get("last-event-id")) or parse_event_id(last_event_id)
-    context = hub.context
-
-    async def stream() -> AsyncIterator[bytes]:
-        # Registered here, not before: a generator that never starts (the browser left at once)
-        # would never run its `finally` and would leave a client behind.
-        client = hub.connect(workers=workers[:100], log_workers=logs[:20], studies=study[:20])
-        try:
-            broker_id = context.events.last_id
-            if client.log_workers and hub.tracking_logs is False:
-                hub.start_log_tracking(await context.db.read(queries.max_log_line_id))
-            position = hub.event_id(broker_id, hub.log_floor())
-            if resume is not None:
-                for body in await replay(hub, client, resume):
-                    yield body
-            hello = {
-                "serverTime": context.now(),
-                "stalledAfterS": context.settings.stalled_after_s,
-                "offlineAfterS": context.settings.offline_after_s,
-            }
-            yield encode("hello", hello, event_id=position, retry=RETRY_MS)
-            while True:
-                # Whatever is queued goes out in one write: one send per flush, not per frame.
-                frames = [await client.queue.get()]
-                while not client.queue.empty() and len(frames) < 256:
-                    frames.append(client.queue.get_nowait())
-                closing = CLOSE in frames
-                body = b"".join(f.body for f in frames if f is not CLOSE)
-                if body:
-                    yield body
-                if closing:
-                    return
-        finally:
-            hub.disconnect(client)
-
-    return EventSourceResponse(
-        stream(),
-        ping=PING_INTERVAL_S,
-        send_timeout=30,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )

@@ -1,0 +1,415 @@
+"""The ingest hot path: what a worker's heartbeat or GUI message does to the database.
+
+GOLIAT sends thousands of these a second, so the statements here are hand-written SQL run
+through `Raw` (no SQLAlchemy compilation per message) and each one is covered by an index; see
+`tests/db/test_query_plans.py`. A worker's message can also end its assignment
+(`end_assignment`), which is why that transition lives here and not in `assignments`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, tuple_, update
+
+from goliat_monitor.db.queries.common import BACK_TO_PENDING, Changes, Clock, is_online, new_id, record_event
+from goliat_monitor.db.raw import Raw, update_sql
+from goliat_monitor.db.tables import assignments, received_messages, super_studies, worker_messages, workers
+from goliat_monitor.domain import gui_state
+from goliat_monitor.domain.gui_state import Ending, Interpretation
+from goliat_monitor.domain.models import AssignmentStatus, WorkerStatus
+from goliat_monitor.domain.scheduling import FailurePolicy, after_failure
+from goliat_monitor.errors import Conflict
+
+# -- idempotency -------------------------------------------------------------------------------
+
+
+def seen_before(conn: Connection, machine_id: str, message_id: str | None, now: float) -> bool:
+    """Record `message_id`; True when it was already recorded (a redelivery to ignore)."""
+    if not message_id:
+        return False
+    raw = Raw(conn)
+    params = {"machine_id": machine_id, "message_id": message_id, "now": now}
+    found = raw.scalar(
+        "SELECT 1 FROM received_messages WHERE machine_id = :machine_id AND message_id = :message_id", params
+    )
+    if found:
+        return True
+    raw.run(
+        "INSERT INTO received_messages (machine_id, message_id, received_at) VALUES (:machine_id, :message_id, :now)",
+        params,
+    )
+    return False
+
+
+FORGET_BATCH = 5_000
+"""Most message ids one housekeeping round forgets: ~20 ms of SQLite's writer, on the event loop."""
+
+
+def forget_old_message_ids(conn: Connection, older_than: float, *, limit: int = FORGET_BATCH) -> int:
+    """Forget the oldest message ids received before `older_than`, at most `limit` of them.
+
+    Rounds run every few seconds, so a day of ids drains in bounded steps even after downtime.
+    """
+    oldest = (
+        select(received_messages.c.machine_id, received_messages.c.message_id)
+        .where(received_messages.c.received_at < older_than)
+        .order_by(received_messages.c.received_at)
+        .limit(limit)
+    )
+    key = tuple_(received_messages.c.machine_id, received_messages.c.message_id)
+    result = conn.execute(delete(received_messages).where(key.in_(oldest)))
+    return result.rowcount or 0
+
+
+# -- worker sessions ---------------------------------------------------------------------------
+
+
+def resolve_worker(
+    conn: Connection, machine_id: str, agent_id: str | None, clock: Clock, changes: Changes
+) -> dict[str, Any]:
+    """The live session of a machine (and agent), creating a new one when needed.
+
+    A machine that comes back after being offline gets a new session (a new worker id, fresh GUI
+    state); its RUNNING assignments follow it, so the assignment it was running is not orphaned.
+    """
+    agent = agent_id or ""
+    raw = Raw(conn)
+    row = raw.one(
+        "SELECT * FROM workers WHERE machine_id = :machine_id AND agent_id = :agent_id"
+        f" AND is_stale = {raw.false}{raw.for_update}",
+        {"machine_id": machine_id, "agent_id": agent},
+    )
+    if row is not None and is_online(row, clock):
+        return row
+    label = None
+    if row is not None:
+        conn.execute(update(workers).where(workers.c.id == row["id"]).values(is_stale=True))
+        changes.workers.add(row["id"])
+        label = row["machine_label"]
+    worker_id = new_id()
+    conn.execute(
+        insert(workers).values(
+            id=worker_id,
+            machine_id=machine_id,
+            agent_id=agent,
+            is_stale=False,
+            status=WorkerStatus.IDLE,
+            machine_label=label,
+            hostname=row["hostname"] if row is not None else None,
+            gpu_name=row["gpu_name"] if row is not None else None,
+            cpu_cores=row["cpu_cores"] if row is not None else None,
+            total_ram_gb=row["total_ram_gb"] if row is not None else None,
+            last_seen=clock.now,
+            created_at=clock.now,
+            updated_at=clock.now,
+        )
+    )
+    stale_sessions = select(workers.c.id).where(
+        workers.c.machine_id == machine_id, workers.c.agent_id == agent, workers.c.is_stale
+    )
+    moved = conn.execute(
+        update(assignments)
+        .where(assignments.c.status == AssignmentStatus.RUNNING, assignments.c.worker_id.in_(stale_sessions))
+        .values(worker_id=worker_id, updated_at=clock.now)
+        .returning(assignments.c.id, assignments.c.super_study_id)
+    ).all()
+    if moved:
+        conn.execute(
+            update(workers)
+            .where(workers.c.id == worker_id)
+            .values(status=WorkerStatus.RUNNING, current_assignment_id=moved[-1].id)
+        )
+        changes.studies.update(m.super_study_id for m in moved)
+    changes.workers.add(worker_id)
+    return dict(conn.execute(select(workers).where(workers.c.id == worker_id)).mappings().one())
+
+
+def renew_lease(conn: Connection, worker: Mapping[Any, Any], clock: Clock) -> None:
+    """Push back the lease of the assignment `worker` runs: any message shows the run is alive."""
+    if worker["current_assignment_id"]:
+        Raw(conn).run(
+            "UPDATE assignments SET lease_expires_at = :lease WHERE id = :id AND worker_id = :worker_id"
+            " AND status = 'RUNNING'",
+            {
+                "lease": clock.now + clock.lease_timeout_s,
+                "id": worker["current_assignment_id"],
+                "worker_id": worker["id"],
+            },
+        )
+
+
+def record_heartbeat(conn: Connection, beat: Mapping[Any, Any], clock: Clock) -> tuple[Changes, list[str]]:
+    """Refresh a worker; returns what changed and the assignments its agent should stop."""
+    changes = Changes()
+    if seen_before(conn, beat["machineId"], beat.get("messageId"), clock.now):
+        return changes, []
+    worker = resolve_worker(conn, beat["machineId"], beat.get("agentId"), clock, changes)
+    values: dict[str, Any] = {"last_seen": clock.now, "updated_at": clock.now, "last_heartbeat_at": clock.now}
+    previous = worker["last_heartbeat_at"]
+    if previous is not None and 0 < clock.now - previous <= 600:
+        values["heartbeat_interval_s"] = clock.now - previous
+    for wire, column in (
+        ("hostname", "hostname"),
+        ("gpuName", "gpu_name"),
+        ("cpuCores", "cpu_cores"),
+        ("totalRamGB", "total_ram_gb"),
+    ):
+        if beat.get(wire) is not None:
+            values[column] = beat[wire]
+    raw = Raw(conn)
+    raw.run(update_sql("workers", values), {**values, "id": worker["id"]})
+    metrics = {
+        "cpu_percent": beat.get("cpuPercent"),
+        "ram_percent": beat.get("ramPercent"),
+        "gpu_percent": beat.get("gpuPercent"),
+        "vram_used_gb": beat.get("vramUsedGB"),
+        "vram_total_gb": beat.get("vramTotalGB"),
+    }
+    if any(value is not None for value in metrics.values()):
+        raw.run(
+            "INSERT INTO worker_samples (worker_id, ts, cpu_percent, ram_percent, gpu_percent, vram_used_gb,"
+            " vram_total_gb) VALUES (:worker_id, :ts, :cpu_percent, :ram_percent, :gpu_percent,"
+            " :vram_used_gb, :vram_total_gb)",
+            {"worker_id": worker["id"], "ts": clock.now, **metrics},
+        )
+    renew_lease(conn, worker, clock)
+    changes.workers.add(worker["id"])
+    stop = []
+    if beat.get("assignmentId") and not _holds(conn, beat["assignmentId"], worker["id"]):
+        stop.append(beat["assignmentId"])
+    return changes, stop
+
+
+def _holds(conn: Connection, assignment_id: str, worker_id: str) -> bool:
+    """Is `worker_id` still the one running `assignment_id`, without a stop request?"""
+    row = Raw(conn).one(
+        "SELECT worker_id, status, stop_requested FROM assignments WHERE id = :id", {"id": assignment_id}
+    )
+    return (
+        row is not None
+        and row["worker_id"] == worker_id
+        and row["status"] == AssignmentStatus.RUNNING
+        and not row["stop_requested"]
+    )
+
+
+# -- GUI updates -------------------------------------------------------------------------------
+
+
+def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock) -> Changes:
+    """Apply one `POST /api/gui-update` body (already validated, as a dict)."""
+    changes = Changes()
+    if seen_before(conn, update_["machineId"], update_.get("messageId"), clock.now):
+        return changes
+    worker = resolve_worker(conn, update_["machineId"], update_.get("agentId"), clock, changes)
+    claimed_for = update_.get("assignmentId")
+    if (
+        claimed_for
+        and not _holds(conn, claimed_for, worker["id"])
+        and update_["message"].get("type") != "finished"
+    ):
+        # The assignment was handed to another worker or stopped: this sender's run is over, and
+        # its late messages must not touch the new run.
+        raise Conflict(f"Assignment {claimed_for} is no longer running on this worker; stop it")
+    message = update_["message"]
+    result = gui_state.interpret(message, now=clock.now, sent_at=update_.get("timestamp"))
+    values: dict[str, Any] = {"last_seen": clock.now, "updated_at": clock.now, **result.changes}
+
+    reopen = gui_state.reopens_run(
+        finished_at=worker["finished_at"], now=clock.now, grace_s=clock.finish_grace_s
+    )
+    values["status"] = str(gui_state.status_after(worker["status"], result, reopen=reopen))
+    if result.is_progress and reopen:
+        values["last_progress_at"] = clock.now
+        values["finished_at"] = None
+
+    assignment_id = worker["current_assignment_id"]
+    if result.logs:
+        _store_logs(conn, worker, result, values, clock)
+        changes.log_workers.add(worker["id"])
+    if result.keep:
+        conn.execute(
+            insert(worker_messages).values(
+                worker_id=worker["id"], ts=clock.now, type=message["type"], payload=dict(message)
+            )
+        )
+    if "progress" in values or "stage_progress" in values:
+        _maybe_sample(conn, worker, values, clock)
+
+    if assignment_id and result.ending is None and (result.changes and reopen):
+        study_id = _update_assignment_progress(conn, assignment_id, worker["id"], values, clock)
+        if study_id:
+            changes.studies.add(study_id)
+    if result.ending is not None:
+        values["finished_at"] = clock.now
+        values["current_assignment_id"] = None
+        if not result.ending.failed:
+            values["progress"] = 100.0
+        if assignment_id:
+            study_id = end_assignment(
+                conn, assignment_id, worker["id"], result.ending, clock, actor=update_["machineId"]
+            )
+            if study_id:
+                changes.studies.add(study_id)
+    Raw(conn).run(update_sql("workers", values), {**values, "id": worker["id"]})
+    if values.get("current_assignment_id", assignment_id):
+        renew_lease(conn, {**worker, **values}, clock)
+    changes.workers.add(worker["id"])
+    return changes
+
+
+def _store_logs(
+    conn: Connection,
+    worker: Mapping[Any, Any],
+    result: Interpretation,
+    values: dict[str, Any],
+    clock: Clock,
+) -> None:
+    run = worker["log_run"]
+    max_sequence = worker["log_max_sequence"]
+    warnings, errors = gui_state.count_logs(result.logs)
+    warning_count, error_count = worker["warning_count"], worker["error_count"]
+    if result.sequence is not None:
+        low, high = gui_state.sequence_range(run, result.sequence)
+        taken = Raw(conn).scalar(
+            "SELECT 1 FROM log_lines WHERE worker_id = :worker_id AND ord BETWEEN :low AND :high LIMIT 1",
+            {"worker_id": worker["id"], "low": low, "high": high},
+        )
+        new_run = gui_state.run_for_batch(current_run=run, sequence_taken=bool(taken))
+        if new_run != run:
+            run, max_sequence = new_run, -1
+            warning_count = error_count = 0
+            values["log_run"] = run
+        sequence = result.sequence
+        max_sequence = max(max_sequence, sequence)
+        base = 0
+    else:
+        # A single `status` line (older clients) or a batch without sequence: after the newest batch.
+        sequence = max(max_sequence, 0)
+        base = gui_state.MAX_POSITION
+    values["log_max_sequence"] = max_sequence
+    values["warning_count"] = warning_count + warnings
+    values["error_count"] = error_count + errors
+    Raw(conn).insert(
+        "log_lines",
+        ("worker_id", "ord", "ts", "log_type", "message"),
+        [
+            (
+                worker["id"],
+                gui_state.order_key(run, sequence, base + position),
+                line.timestamp,
+                line.log_type,
+                line.message,
+            )
+            for position, line in enumerate(result.logs)
+        ],
+    )
+
+
+def _maybe_sample(
+    conn: Connection, worker: Mapping[Any, Any], values: Mapping[Any, Any], clock: Clock
+) -> None:
+    last = worker["last_sample_at"]
+    if last is not None and clock.now - last < clock.sample_interval_s:
+        return
+    Raw(conn).run(
+        "INSERT INTO worker_samples (worker_id, ts, progress, stage_progress)"
+        " VALUES (:worker_id, :ts, :progress, :stage_progress)",
+        {
+            "worker_id": worker["id"],
+            "ts": clock.now,
+            "progress": values.get("progress", worker["progress"]),
+            "stage_progress": values.get("stage_progress", worker["stage_progress"]),
+        },
+    )
+    # Mutating the caller's dict is deliberate: the worker row update carries the sample time.
+    assert isinstance(values, dict)
+    values["last_sample_at"] = clock.now
+
+
+def _update_assignment_progress(
+    conn: Connection, assignment_id: str, worker_id: str, values: Mapping[Any, Any], clock: Clock
+) -> str | None:
+    changes: dict[str, Any] = {}
+    if "progress" in values:
+        changes["progress"] = values["progress"]
+    if "stage" in values:
+        changes["stage"] = values["stage"]
+    if "eta_at" in values:
+        changes["eta_at"] = values["eta_at"]
+    if not changes:
+        return None
+    changes["updated_at"] = clock.now
+    sets = ", ".join(f"{column} = :{column}" for column in sorted(changes))
+    study_id: str | None = Raw(conn).scalar(
+        f"UPDATE assignments SET {sets} WHERE id = :id AND worker_id = :worker_id AND status = 'RUNNING'"
+        " RETURNING super_study_id",
+        {**changes, "id": assignment_id, "worker_id": worker_id},
+    )
+    return study_id
+
+
+def end_assignment(
+    conn: Connection,
+    assignment_id: str,
+    worker_id: str,
+    ending: Ending,
+    clock: Clock,
+    *,
+    actor: str,
+) -> str | None:
+    """Close the attempt `worker_id` was running: COMPLETED, back to PENDING for a retry, or FAILED.
+
+    Does nothing (returns None) when the assignment is no longer this worker's running attempt,
+    so a late message from a worker whose assignment was handed to another cannot corrupt it.
+    """
+    row = (
+        conn.execute(
+            select(assignments, super_studies.c.max_attempts, super_studies.c.retry_fatal)
+            .join(super_studies, super_studies.c.id == assignments.c.super_study_id)
+            .where(assignments.c.id == assignment_id)
+            .with_for_update(of=assignments)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None or row["worker_id"] != worker_id or row["status"] != AssignmentStatus.RUNNING:
+        return None
+    values: dict[str, Any] = {
+        "updated_at": clock.now,
+        "exit_code": ending.exit_code,
+        "lease_expires_at": None,
+    }
+    if row["stop_requested"] and ending.failed:
+        target = AssignmentStatus.CANCELLED
+        values.update(completed_at=clock.now, error_message=ending.message or "stopped on request")
+        reason = "stopped on request"
+    elif not ending.failed:
+        target = AssignmentStatus.COMPLETED
+        values.update(progress=100.0, completed_at=clock.now, error_message=None, eta_at=None)
+        reason = ending.message or "finished"
+    else:
+        policy = FailurePolicy(row["max_attempts"], row["retry_fatal"])
+        target = after_failure(attempts=row["attempts"], policy=policy, exit_code=ending.exit_code)
+        values["error_message"] = ending.message or f"exit code {ending.exit_code}"
+        if target == AssignmentStatus.PENDING:
+            values.update(BACK_TO_PENDING)
+            reason = f"retry after failure: {values['error_message']}"
+        else:
+            values["completed_at"] = clock.now
+            reason = values["error_message"]
+    values["status"] = target
+    conn.execute(update(assignments).where(assignments.c.id == assignment_id).values(**values))
+    record_event(
+        conn,
+        assignment_id,
+        actor=actor,
+        from_status=row["status"],
+        to_status=target,
+        reason=reason,
+        now=clock.now,
+        worker_id=worker_id,
+    )
+    return str(row["super_study_id"])

@@ -1,0 +1,273 @@
+"""Rows to the JSON the API answers with, and the page views built on that JSON.
+
+The database layer (`db/queries/`) returns rows; everything here decides field names (camelCase,
+as GOLIAT's original dashboard named them), ISO times and nesting. Routers, pages and the live
+stream all shape through these functions, so a worker or a study looks the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from goliat_monitor.db.queries.assignments import AssignmentWithStudy
+from goliat_monitor.db.queries.common import AnyRow, Clock, is_online
+from goliat_monitor.db.queries.studies import StudyDetail, StudyListing
+from goliat_monitor.db.queries.workers import LogPage, WorkerDetail, log_cursor
+from goliat_monitor.domain.models import AssignmentStatus, WorkerStatus
+from goliat_monitor.domain.scheduling import StudySummary
+from goliat_monitor.server.overview import facets as overview_facets
+
+STUDY_EVENTS_SHOWN = 300
+"""The newest events of a study that its live assignment table carries."""
+LIGHTS = {"RUNNING": "green", "IDLE": "yellow", "OFFLINE": "red", "ERROR": "red"}
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str | None) -> float | None:
+    """The inverse of `iso`: a timestamp from an API time string."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+# -- workers -----------------------------------------------------------------------------------
+
+
+def worker(row: Mapping[Any, Any], clock: Clock) -> dict[str, Any]:
+    online = is_online(row, clock)
+    status = row["status"] if online and not row["is_stale"] else WorkerStatus.OFFLINE
+    has_state = (
+        row["last_progress_at"] is not None or row["stage"] is not None or row["log_max_sequence"] >= 0
+    )
+    return {
+        "id": row["id"],
+        "ipAddress": row["machine_id"],
+        "machineId": row["machine_id"],
+        "agentId": row["agent_id"] or None,
+        "hostname": row["hostname"],
+        "status": status,
+        "storedStatus": row["status"],
+        "isStale": row["is_stale"],
+        "lastSeen": iso(row["last_seen"]),
+        "machineLabel": row["machine_label"],
+        "gpuName": row["gpu_name"],
+        "cpuCores": row["cpu_cores"],
+        "totalRamGB": row["total_ram_gb"],
+        "currentAssignmentId": row["current_assignment_id"],
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+        "lastProgressAt": iso(row["last_progress_at"]),
+        "guiState": {
+            "progress": row["progress"],
+            "stageProgress": row["stage_progress"],
+            "stage": row["stage"],
+            "subStage": row["sub_stage"],
+            "simulationCount": row["simulation_count"],
+            "totalSimulations": row["total_simulations"],
+            "currentCase": row["current_case"],
+            "warningCount": row["warning_count"],
+            "errorCount": row["error_count"],
+            "eta": iso(row["eta_at"]),
+            "finishedAt": iso(row["finished_at"]),
+        }
+        if has_state
+        else None,
+    }
+
+
+def worker_detail(detail: WorkerDetail, clock: Clock) -> dict[str, Any]:
+    """`GET /api/workers/{id}`: the worker with its recent log lines, assignments and screenshots."""
+    data = worker(detail.row, clock)
+    page = log_page(detail.logs)
+    if data["guiState"] is None:
+        data["guiState"] = {}
+    data["guiState"]["logMessages"] = page["logs"]
+    data["olderLogsCursor"] = page["nextBefore"]
+    data["assignments"] = [assignment(row) for row in detail.assignments]
+    data["screenshots"] = [
+        {"tab": s.tab, "size": s.size, "updatedAt": iso(s.updated_at)} for s in detail.screenshots
+    ]
+    return data
+
+
+def log_line(row: AnyRow) -> dict[str, Any]:
+    """One log line; its `cursor` sorts it among the others in GOLIAT's order."""
+    return {
+        "message": row.message,
+        "logType": row.log_type,
+        "timestamp": iso(row.ts),
+        "cursor": log_cursor(row.ord, row.id),
+    }
+
+
+def log_page(page: LogPage) -> dict[str, Any]:
+    return {"logs": [log_line(row) for row in page.lines], "nextBefore": page.next_before}
+
+
+def sample(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """One point of a worker's progress and utilisation charts."""
+    return {
+        "t": iso(row["ts"]),
+        "progress": row["progress"],
+        "stageProgress": row["stage_progress"],
+        "cpuPercent": row["cpu_percent"],
+        "ramPercent": row["ram_percent"],
+        "gpuPercent": row["gpu_percent"],
+        "vramUsedGB": row["vram_used_gb"],
+        "vramTotalGB": row["vram_total_gb"],
+    }
+
+
+# -- assignments -------------------------------------------------------------------------------
+
+
+def assignment(row: Mapping[Any, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "superStudyId": row["super_study_id"],
+        "index": row["index"],
+        "status": row["status"],
+        "splitConfig": row["split_config"],
+        "size": row["size"],
+        "workerId": row["worker_id"],
+        "machineId": row["machine_id"],
+        "workerHostname": row["hostname"],
+        "workerLabel": row["machine_label"],
+        "progress": row["progress"],
+        "currentStage": row["stage"],
+        "eta": iso(row["eta_at"]),
+        "attempts": row["attempts"],
+        "exitCode": row["exit_code"],
+        "errorMessage": row["error_message"],
+        "stopRequested": row["stop_requested"],
+        "reservedFor": row["reserved_for"],
+        "leaseExpiresAt": iso(row["lease_expires_at"]),
+        "startedAt": iso(row["started_at"]),
+        "completedAt": iso(row["completed_at"]),
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+
+
+def assignment_with_study(found: AssignmentWithStudy) -> dict[str, Any]:
+    """`GET /api/assignments/{id}` and a claim's answer: what a worker needs to run the piece."""
+    data = assignment(found.row)
+    if found.study is not None:
+        data["superStudyName"] = found.study.name
+        data["parentConfigs"] = found.study.parent_configs or {}
+    return data
+
+
+def assignment_event(row: Mapping[Any, Any]) -> dict[str, Any]:
+    return {
+        "assignmentId": row["assignment_id"],
+        "index": row["index"],
+        "at": iso(row["ts"]),
+        "actor": row["actor"],
+        "from": row["from_status"],
+        "to": row["to_status"],
+        "reason": row["reason"],
+    }
+
+
+# -- super studies -----------------------------------------------------------------------------
+
+
+def study_listing(listing: StudyListing) -> dict[str, Any]:
+    """A study in `GET /api/super-studies`: no configs, assignments in brief."""
+    return {
+        **_study_dict(listing.row, listing.summary, include_config=False),
+        "assignments": [
+            {"id": row.id, "status": row.status, "workerId": row.worker_id} for row in listing.assignments
+        ],
+    }
+
+
+def super_study(detail: StudyDetail) -> dict[str, Any]:
+    """`GET /api/super-studies/{id}`: the study, every assignment, its history and its ETA."""
+    data = {
+        **_study_dict(detail.row, detail.summary, include_config=True),
+        "assignments": [assignment(row) for row in detail.assignments],
+    }
+    data["events"] = [assignment_event(row) for row in detail.events]
+    if detail.estimate is not None:
+        data["eta"] = iso(detail.estimate.finish_at)
+        data["etaSeconds"] = detail.estimate.eta_seconds
+        data["simulationsPerHour"] = detail.estimate.simulations_per_hour
+        data["remainingSimulations"] = detail.estimate.remaining_simulations
+    return data
+
+
+def _study_dict(row: Mapping[Any, Any], summary: StudySummary, *, include_config: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "status": summary.status.value,
+        "totalAssignments": summary.total,
+        "completedAssignments": summary.completed,
+        "failedAssignments": summary.counts.get(AssignmentStatus.FAILED, 0),
+        "cancelledAssignments": summary.counts.get(AssignmentStatus.CANCELLED, 0),
+        "runningAssignments": summary.counts.get(AssignmentStatus.RUNNING, 0),
+        "pendingAssignments": summary.counts.get(AssignmentStatus.PENDING, 0),
+        "masterProgress": summary.master_progress,
+        "splitStrategy": row["split_strategy"],
+        "maxAttempts": row["max_attempts"],
+        "retryFatal": row["retry_fatal"],
+        "cancelledAt": iso(row["cancelled_at"]),
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+    if include_config:
+        data["baseConfig"] = row["base_config"]
+        data["parentConfigs"] = row["parent_configs"] or {}
+    return data
+
+
+# -- what pages show: the API JSON plus lights, names and trimmed lists ------------------------
+
+
+def worker_view(worker: dict[str, Any], *, now: float, stalled_after_s: float) -> dict[str, Any]:
+    """A read-API worker dict plus what its card shows, so pages and pushes agree on the light
+    and on the overview's filters, sort order and totals (`overview`, see server/overview.py).
+
+    Stalled means online and RUNNING, but no progress message for `stalled_after_s`.
+    """
+    status = worker["status"]
+    stalled = False
+    if status == "RUNNING":
+        since = parse_iso(worker.get("lastProgressAt") or worker.get("createdAt"))
+        stalled = since is not None and now - since > stalled_after_s
+    light = "amber" if stalled else LIGHTS.get(status, "red")
+    name = worker.get("machineLabel") or worker.get("hostname") or worker.get("machineId") or worker["id"]
+    view = {**worker, "stalled": stalled, "light": light, "displayName": name}
+    view["overview"] = overview_facets(view, last_seen=parse_iso(worker.get("lastSeen")))
+    return view
+
+
+def study_summary(study: dict[str, Any]) -> dict[str, Any]:
+    """A study without its configs, assignments and events: what a list row or card shows."""
+    skip = {"baseConfig", "parentConfigs", "assignments", "events"}
+    return {key: value for key, value in study.items() if key not in skip}
+
+
+def assignment_rows(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """Assignments without their split configs (those can be large and no table shows them)."""
+    return [{k: v for k, v in a.items() if k != "splitConfig"} for a in study.get("assignments", [])]
+
+
+def study_detail(study: dict[str, Any]) -> dict[str, Any]:
+    events = study.get("events") or []
+    return {
+        "id": study["id"],
+        "assignments": assignment_rows(study),
+        "events": events[-STUDY_EVENTS_SHOWN:],
+        "eventCount": len(events),
+    }

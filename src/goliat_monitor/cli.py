@@ -397,6 +397,15 @@ def super_study_create(
     default=None,
     help="Machine id to report [env: GOLIAT_MONITOR_MACHINE_ID] [default: the public IP, as GOLIAT does].",
 )
+@click.option(
+    "--screenshots",
+    "screenshot_interval_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Every SECONDS, send a screenshot of the GOLIAT window (or the whole screen) as a GUI tab; "
+    "0 is off [env: GOLIAT_MONITOR_SCREENSHOT_INTERVAL_S] [default: 0].",
+)
 @click.option("--plain", is_flag=True, help="Plain log lines even on a terminal (no live panel).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def agent(
@@ -405,6 +414,7 @@ def agent(
     work_dir: str | None,
     command: str | None,
     machine_id: str | None,
+    screenshot_interval_s: float | None,
     plain: bool,
     verbose: bool,
 ) -> None:
@@ -428,6 +438,7 @@ def agent(
         "work_dir": work_dir,
         "command": command,
         "machine_id": machine_id,
+        "screenshot_interval_s": screenshot_interval_s,
     }
     settings = AgentSettings(**{key: value for key, value in options.items() if value is not None})
     if settings.machine_id is None:

@@ -156,3 +156,9 @@ class AgentSettings(BaseSettings):
     upload_max_file_mb: float = Field(
         256.0, description="Result files larger than this are not uploaded (a warning is logged)."
     )
+    screenshot_interval_s: float = Field(
+        0.0,
+        ge=0.0,
+        description="Seconds between two screenshots of the GOLIAT window (the whole screen when "
+        "there is none) sent to the server as its 'GOLIAT window' tab; 0 turns them off.",
+    )

@@ -22,7 +22,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,6 +296,15 @@ class ServerClient:
         finally:
             for handle in handles:
                 handle.close()
+
+    def post_screenshots(self, shots: Mapping[str, bytes]) -> None:
+        """The latest JPEG of each tab, as GOLIAT's GUI sends them: one `<tab>.jpg` file field per tab."""
+        self._request(
+            "POST",
+            "/api/gui-screenshots",
+            data={"machineId": self.machine_id, "agentId": self.agent_id},
+            files=[(tab, (f"{tab}.jpg", jpeg, "image/jpeg")) for tab, jpeg in shots.items()],
+        )
 
 
 def _plan(rows: Sequence[SpooledMessage]) -> list[bool]:

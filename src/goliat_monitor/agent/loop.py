@@ -5,6 +5,7 @@ Threads, each with one job, so that no job can stall another:
 * main: the work loop (below) and the signal handlers;
 * heartbeat: every `heartbeat_interval_s`, system info and load; its answer can stop a run;
 * sender (`client.Sender`): the spool to the server, in order, with backoff;
+* screenshots (`screen_capture.ScreenshotSender`, with `--screenshots`): the GOLIAT window;
 * per run: the study's output reader and the `OutputPump` that spools what the parser makes.
 
 Every gui-update goes through the spool, so a server outage or an agent crash loses nothing: the
@@ -50,6 +51,7 @@ from goliat_monitor.agent.console import AgentConsole, AgentView, RunView
 from goliat_monitor.agent.goliat_output import GoliatOutputParser
 from goliat_monitor.agent.identity import claim_work_dir, load_agent_id, release_work_dir
 from goliat_monitor.agent.runner import OutputPump, StudyProcess, kill_process_tree
+from goliat_monitor.agent.screen_capture import ScreenshotSender
 from goliat_monitor.agent.system_info import SystemProbe
 from goliat_monitor.delivery import backoff_delay, retry_delay
 from goliat_monitor.domain.campaign import ConfigError, merge_extends
@@ -225,12 +227,23 @@ class Agent:
         self.sender.start()
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="agent-heartbeat", daemon=True)
         heartbeat.start()
+        screenshots = self._start_screenshots()
         main_client = self._client()
         try:
             self._work_loop(main_client)
         finally:
+            if screenshots is not None:
+                screenshots.stop()
             self._shutdown(main_client, clients, heartbeat)
         return 0
+
+    def _start_screenshots(self) -> ScreenshotSender | None:
+        """The GOLIAT window's screenshots (`--screenshots SECONDS`), in their own thread, if asked for."""
+        if self.settings.screenshot_interval_s <= 0:
+            return None
+        screenshots = ScreenshotSender(self._client(), self.settings.screenshot_interval_s)
+        screenshots.start()
+        return screenshots
 
     def _client(self) -> ServerClient:
         if self._ssl is None:  # one context for all clients: loading the CA bundle costs ~1 MB each

@@ -14,11 +14,9 @@ from goliat_monitor.agent.console import AgentConsole, AgentView, RunView, rende
 
 
 def text_of(view: AgentView) -> str:
-    console = Console(file=io.StringIO(), width=120, color_system=None)
-    console.print(render(view))
-    output = console.file.getvalue()
-    assert isinstance(output, str)
-    return output
+    buffer = io.StringIO()
+    Console(file=buffer, width=120, color_system=None).print(render(view))
+    return buffer.getvalue()
 
 
 def test_the_panel_shows_the_run_its_progress_and_the_link() -> None:

@@ -134,7 +134,7 @@ class Harness:
             retry_cap_s=0.2,
             stop_grace_s=5,
         )
-        self.agent = Agent(
+        agent = Agent(
             settings,
             machine_id="203.0.113.7",
             live_console=False,
@@ -142,9 +142,10 @@ class Harness:
             probe=SystemProbe(nvidia_smi=None),
             log_level=None,
         )
-        self.thread = threading.Thread(target=lambda: self.result.append(self.agent.run()), daemon=True)
+        self.agent = agent
+        self.thread = threading.Thread(target=lambda: self.result.append(agent.run()), daemon=True)
         self.thread.start()
-        return self.agent
+        return agent
 
     def stop(self) -> None:
         if self.agent is not None and self.thread is not None:
@@ -197,7 +198,7 @@ def test_an_assignment_runs_reports_uploads_and_finishes(tmp_path: Path, harness
     server = ScriptedServer([assignment()])
     harness = Harness(tmp_path, server, study_script(tmp_path, SUCCESS_STUDY))
     harnesses.append(harness)
-    harness.start()
+    agent = harness.start()
 
     wait_for(lambda: server.finished("a1"), what="finished")
     harness.stop()
@@ -214,12 +215,13 @@ def test_an_assignment_runs_reports_uploads_and_finishes(tmp_path: Path, harness
         ("a1", "far_field/ella/700MHz/environmental_x_pos_theta", ["sar_results.json", "verbose.log"])
     ]
     bodies = [u for u in server.updates if u.get("assignmentId") == "a1"]
-    assert all(b["machineId"] == "203.0.113.7" and b["agentId"] == harness.agent.agent_id for b in bodies)
+    assert all(b["machineId"] == "203.0.113.7" and b["agentId"] == agent.agent_id for b in bodies)
     assert len({b["messageId"] for b in bodies}) == len(bodies)
     config = harness.work_dir / "campaign_1_assignment_0.json"
     assert json.loads(config.read_text())["extends"] == "base_config.json"
     run_dir = next((harness.work_dir / "runs").iterdir())
-    assert RunState.load(run_dir / STATE_FILE).phase == "done"
+    state = RunState.load(run_dir / STATE_FILE)
+    assert state is not None and state.phase == "done"
     assert (run_dir / "agent-console.log").read_text().startswith("a1\n")
     assert any(beat.get("cpuCores") for beat in server.heartbeats)
 
@@ -305,7 +307,7 @@ def test_ctrl_c_keeps_the_files_sends_no_finished_and_a_restart_resumes(
     server = ScriptedServer([assignment()])
     harness = Harness(tmp_path, server, study_script(tmp_path, SLOW_STUDY))
     harnesses.append(harness)
-    harness.start()
+    agent = harness.start()
     wait_for(lambda: started(server), what="the study to start")
 
     harness.stop()  # Ctrl-C: the study is interrupted, the server is told, no `finished`
@@ -316,16 +318,17 @@ def test_ctrl_c_keeps_the_files_sends_no_finished_and_a_restart_resumes(
     assert any(m["type"] == "status" and "Agent stopped" in m["message"] for m in server.messages(None))
     run_dir = next((harness.work_dir / "runs").iterdir())
     assert (run_dir / "agent-console.log").exists()
-    assert RunState.load(run_dir / STATE_FILE).phase == "running"
+    state = RunState.load(run_dir / STATE_FILE)
+    assert state is not None and state.phase == "running"
 
     # The server still holds the assignment for us; a new agent on the same work dir reruns it.
     again = Harness(tmp_path, server, study_script(tmp_path, SUCCESS_STUDY))
     harnesses.append(again)
-    again.start()
+    restarted = again.start()
     wait_for(lambda: server.finished("a1"), what="finished after the restart")
     again.stop()
     assert server.finished("a1")[0]["exit_code"] == 0
-    assert again.agent.agent_id == harness.agent.agent_id
+    assert restarted.agent_id == agent.agent_id
 
 
 def test_a_restart_after_the_study_exited_only_uploads_and_finishes(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -32,7 +32,7 @@ def heartbeat(client: httpx.Client, machine: str = MACHINE, **info: Any) -> http
 def only_worker(client: httpx.Client) -> dict[str, Any]:
     workers = client.get("/api/workers").json()
     assert len(workers) == 1, workers
-    return client.get(f"/api/workers/{workers[0]['id']}").json()
+    return cast(dict[str, Any], client.get(f"/api/workers/{workers[0]['id']}").json())
 
 
 def create_study(
@@ -50,4 +50,4 @@ def create_study(
     }
     response = client.post("/api/super-studies", json=body)
     assert response.status_code == 200, response.text
-    return response.json()
+    return cast(dict[str, Any], response.json())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tests.api.helpers import create_study
@@ -11,7 +13,7 @@ HB = {"machineId": "203.0.113.1"}
 
 
 @pytest.fixture
-def locked(make_server) -> LiveServer:
+def locked(make_server: Callable[..., LiveServer]) -> LiveServer:
     return make_server(worker_token="w-secret", admin_token="a-secret")
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from goliat_monitor.db.tables import log_lines, workers
 from tests.conftest import LiveServer
@@ -16,7 +17,7 @@ ENDPOINTS = ["/api/heartbeat", "/api/gui-update", "/api/super-studies", "/api/as
 
 
 def counts(server: LiveServer) -> tuple[int, int]:
-    def read(conn):
+    def read(conn: Connection) -> tuple[int, int]:
         return (
             conn.execute(select(func.count()).select_from(workers)).scalar_one(),
             conn.execute(select(func.count()).select_from(log_lines)).scalar_one(),
@@ -105,14 +106,14 @@ def test_huge_strings_are_refused(server: LiveServer) -> None:
     assert counts(server) == (0, 0)
 
 
-def test_body_over_the_json_limit_is_413(make_server) -> None:
+def test_body_over_the_json_limit_is_413(make_server: Callable[..., LiveServer]) -> None:
     server = make_server(max_json_bytes=1000)
     response = server.client.post(
         "/api/gui-update", content=b" " * 2000, headers={"content-type": "application/json"}
     )
     assert response.status_code == 413
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         for _ in range(20):
             yield b" " * 100
 

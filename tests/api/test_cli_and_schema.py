@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
@@ -34,7 +35,7 @@ def test_postgres_urls_from_hosting_platforms_are_accepted() -> None:
     assert ServerSettings(database_url="postgres://h/d").resolved_database_url == "postgresql+psycopg://h/d"
 
 
-def test_port_variable_is_honoured(monkeypatch) -> None:
+def test_port_variable_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "9123")
     assert ServerSettings().port == 9123
 

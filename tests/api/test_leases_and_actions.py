@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from goliat_monitor.config_files import read_config
 from goliat_monitor.server import services
 from tests.api.helpers import create_study, gui, heartbeat
 from tests.conftest import TEST_CONFIGS, LiveServer
 
 
-def pull(server: LiveServer, machine: str) -> dict | None:
+def pull(server: LiveServer, machine: str) -> dict[str, Any] | None:
     response = server.client.get("/api/assignment", params={"machineId": machine})
-    return None if response.status_code == 204 else response.json()
+    return None if response.status_code == 204 else cast(dict[str, Any], response.json())
 
 
-def study(server: LiveServer, study_id: str) -> dict:
-    return server.client.get(f"/api/super-studies/{study_id}").json()
+def study(server: LiveServer, study_id: str) -> dict[str, Any]:
+    return cast(dict[str, Any], server.client.get(f"/api/super-studies/{study_id}").json())
 
 
 def expire(server: LiveServer) -> int:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from tests.api.helpers import gui, log_batch, only_worker
 from tests.conftest import LiveServer
 
 
-def messages(worker: dict) -> list[str]:
+def messages(worker: dict[str, Any]) -> list[str]:
     return [line["message"] for line in worker["guiState"]["logMessages"]]
 
 
@@ -52,7 +54,7 @@ def test_a_new_run_restarts_sequence_and_comes_after_the_previous_run(server: Li
     ]
 
 
-def test_older_lines_page_back_through_the_whole_history(make_server) -> None:
+def test_older_lines_page_back_through_the_whole_history(make_server: Callable[..., LiveServer]) -> None:
     server = make_server(recent_log_lines=10)
     for seq in range(10):
         gui(

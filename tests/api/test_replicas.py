@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import psycopg
 import pytest
@@ -29,7 +31,7 @@ def wait_for_listeners(database_url: str, count: int) -> None:
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-def test_two_replicas_share_state_and_events(backend: str, tmp_path) -> None:
+def test_two_replicas_share_state_and_events(backend: str, tmp_path: Path) -> None:
     shared = tmp_path / "artifacts-shared"
     url_a, _app_a, stop_a = start_server(ServerSettings(data_dir=shared, database_url=backend))
     url_b, app_b, stop_b = start_server(ServerSettings(data_dir=shared, database_url=backend))

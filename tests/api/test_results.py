@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Callable
+from typing import cast
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -16,7 +19,9 @@ from tests.conftest import LiveServer
 PATH = "far_field/thelonious/700MHz/environmental_x_pos_theta"
 
 
-def upload(server: LiveServer, assignment_id: str, relative_path: str, files: dict[str, bytes]):
+def upload(
+    server: LiveServer, assignment_id: str, relative_path: str, files: dict[str, bytes]
+) -> httpx.Response:
     return server.client.post(
         f"/api/assignments/{assignment_id}/results",
         data={"relativePath": relative_path},
@@ -32,7 +37,7 @@ def stored_rows(server: LiveServer) -> int:
 
 @pytest.fixture
 def assignment_id(server: LiveServer) -> str:
-    return create_study(server.client, count=2)["assignments"][0]["id"]
+    return cast(str, create_study(server.client, count=2)["assignments"][0]["id"])
 
 
 def test_upload_list_download_and_replace(server: LiveServer, assignment_id: str) -> None:
@@ -114,7 +119,7 @@ def test_windows_absolute_file_name_is_reduced_to_its_base_name(
     assert stored == [f"results/{assignment_id}/{PATH}/x.json"]
 
 
-def test_file_over_the_limit_is_413_and_nothing_is_stored(make_server) -> None:
+def test_file_over_the_limit_is_413_and_nothing_is_stored(make_server: Callable[..., LiveServer]) -> None:
     server = make_server(max_file_bytes=1000)
     assignment_id = create_study(server.client)["assignments"][0]["id"]
     response = upload(server, assignment_id, PATH, {"small.json": b"{}", "big.bin": b"x" * 1001})
@@ -122,7 +127,7 @@ def test_file_over_the_limit_is_413_and_nothing_is_stored(make_server) -> None:
     assert stored_rows(server) == 0
 
 
-def test_request_over_the_limit_is_413(make_server) -> None:
+def test_request_over_the_limit_is_413(make_server: Callable[..., LiveServer]) -> None:
     server = make_server(max_request_bytes=10_000)
     assignment_id = create_study(server.client)["assignments"][0]["id"]
     response = upload(server, assignment_id, PATH, {"big.bin": b"x" * 20_000})
@@ -148,7 +153,7 @@ def test_missing_file_in_listing_is_404(server: LiveServer, assignment_id: str) 
 
 
 def test_screenshots_keep_the_latest_image_per_tab(server: LiveServer) -> None:
-    def send(content: bytes):
+    def send(content: bytes) -> httpx.Response:
         return server.client.post(
             "/api/gui-screenshots",
             data={"machineId": "203.0.113.9"},

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from goliat_monitor.cli import main
 from goliat_monitor.domain.splitting import split_config
 from tests.conftest import TEST_CONFIGS, LiveServer
 
 
-def create(server: LiveServer, *args: str):
+def create(server: LiveServer, *args: str) -> Result:
     config = str(TEST_CONFIGS / "far_field_config.json")
     return CliRunner().invoke(main, ["super-study", "create", config, "--server", server.url, *args])
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import Connection, text
@@ -16,7 +18,7 @@ from tests.support import wait_for
 
 
 @pytest.fixture
-def database(tmp_path: Path):
+def database(tmp_path: Path) -> Iterator[Database]:
     db = Database(f"sqlite:///{tmp_path / 'engine.sqlite3'}")
     db.write_sync(lambda conn: conn.exec_driver_sql("CREATE TABLE items (n INTEGER, blob TEXT)"))
     yield db
@@ -24,13 +26,13 @@ def database(tmp_path: Path):
 
 
 def count(db: Database) -> int:
-    return db.read_sync(lambda conn: conn.execute(text("SELECT count(*) FROM items")).scalar_one())
+    return cast(int, db.read_sync(lambda conn: conn.execute(text("SELECT count(*) FROM items")).scalar_one()))
 
 
 def test_concurrent_writes_each_settle_with_their_own_outcome(database: Database) -> None:
     """Writes queued together commit together; a failing one rolls back alone and raises alone."""
 
-    def insert(n: int):
+    def insert(n: int) -> Callable[[Connection], int]:
         def write(conn: Connection) -> int:
             conn.execute(text("INSERT INTO items (n) VALUES (:n)"), {"n": n})
             if n % 10 == 3:
@@ -39,7 +41,7 @@ def test_concurrent_writes_each_settle_with_their_own_outcome(database: Database
 
         return write
 
-    async def run() -> list[object]:
+    async def run() -> list[int | BaseException]:
         queued = [database.enqueue(insert(n), key="same") for n in range(100)]
         return await asyncio.gather(*queued, return_exceptions=True)
 
@@ -155,13 +157,11 @@ def test_a_write_lock_never_released_fails_the_waiting_writes(
 
 
 def test_a_long_queue_commits_in_order_in_several_groups(database: Database) -> None:
-    async def run() -> list[int]:
-        queued = [
-            database.enqueue(
-                lambda conn, n=n: conn.execute(text("INSERT INTO items (n) VALUES (:n)"), {"n": n})
-            )
-            for n in range(engine.LOOP_GROUP * 3 + 5)
-        ]
+    def insert(n: int) -> Callable[[Connection], object]:
+        return lambda conn: conn.execute(text("INSERT INTO items (n) VALUES (:n)"), {"n": n})
+
+    async def run() -> Sequence[int]:
+        queued = [database.enqueue(insert(n)) for n in range(engine.LOOP_GROUP * 3 + 5)]
         await asyncio.gather(*queued)
         return database.read_sync(
             lambda conn: conn.execute(text("SELECT n FROM items ORDER BY rowid")).scalars().all()

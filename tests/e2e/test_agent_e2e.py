@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psutil
@@ -163,11 +163,11 @@ def create_study(
     }
     response = server.client.post("/api/super-studies", json=body)
     assert response.status_code == 200, response.text
-    return response.json()
+    return cast(dict[str, Any], response.json())
 
 
 def study_state(server: Server, study_id: str) -> dict[str, Any]:
-    return server.get(f"/api/super-studies/{study_id}")
+    return cast(dict[str, Any], server.get(f"/api/super-studies/{study_id}"))
 
 
 def done(server: Server, study_id: str) -> dict[str, Any] | None:
@@ -275,7 +275,7 @@ def _depth(spool: Path) -> int:
 def _spooled_lines(spool: Path) -> list[str]:
     with sqlite3.connect(f"file:{spool}?mode=ro", uri=True) as conn:
         rows = conn.execute("SELECT payload FROM outbox ORDER BY id").fetchall()
-    lines = []
+    lines: list[str] = []
     for (payload,) in rows:
         message = json.loads(payload)["message"]
         if message["type"] == "log_batch":

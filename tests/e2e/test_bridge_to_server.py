@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from goliat_monitor.bridge import WebGUIBridge
@@ -41,7 +43,7 @@ def test_bridge_delivers_every_line_in_order_and_the_final_100(server: LiveServe
     assert shot.status_code == 200 and shot.content == b"\xff\xd8jpeg"
 
 
-def test_bridge_authenticates_with_the_worker_token(make_server) -> None:
+def test_bridge_authenticates_with_the_worker_token(make_server: Callable[..., LiveServer]) -> None:
     server = make_server(worker_token="tok")
     bridge = WebGUIBridge(server.url, "198.51.100.21", token="tok")
     bridge.start()

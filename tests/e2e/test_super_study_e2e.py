@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psutil
@@ -116,7 +116,7 @@ def create_study(url: str, config: Path, name: str) -> dict[str, Any]:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    return httpx.get(f"{url}/api/super-studies", params={"name": name}).json()[0]
+    return cast(dict[str, Any], httpx.get(f"{url}/api/super-studies", params={"name": name}).json()[0])
 
 
 def start_agent(url: str, tmp_path: Path, index: int, speed: float) -> subprocess.Popen[bytes]:
@@ -139,7 +139,7 @@ def start_agent(url: str, tmp_path: Path, index: int, speed: float) -> subproces
 
 
 def study_detail(url: str, study_id: str) -> dict[str, Any]:
-    return httpx.get(f"{url}/api/super-studies/{study_id}", timeout=10).json()
+    return cast(dict[str, Any], httpx.get(f"{url}/api/super-studies/{study_id}", timeout=10).json())
 
 
 def test_study_completes_when_one_of_three_agents_dies(server: str, tmp_path: Path) -> None:
@@ -149,7 +149,8 @@ def test_study_completes_when_one_of_three_agents_dies(server: str, tmp_path: Pa
     try:
 
         def victim_running() -> dict[str, Any] | None:
-            for a in study_detail(server, study["id"])["assignments"]:
+            assignments: list[dict[str, Any]] = study_detail(server, study["id"])["assignments"]
+            for a in assignments:
                 if a["status"] == "RUNNING" and a["machineId"] == "10.9.0.0" and a["progress"] > 0:
                     return a
             return None

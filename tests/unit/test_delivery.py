@@ -218,7 +218,8 @@ def kinds(out: list[Shaped]) -> list[str]:
 
 
 def test_lines_are_batched_by_count_with_sequences_from_zero() -> None:
-    shaper, out = Shaper(batch_lines=3, batch_age=10), []
+    shaper = Shaper(batch_lines=3, batch_age=10)
+    out: list[Shaped] = []
     for n in range(7):
         shaper.add(line(f"l{n}"), wall=100.0 + n, now=0.0, out=out)
     assert [[e["message"] for e in m["logs"]] for m, _ in out] == [["l0", "l1", "l2"], ["l3", "l4", "l5"]]
@@ -231,7 +232,8 @@ def test_lines_are_batched_by_count_with_sequences_from_zero() -> None:
 
 
 def test_a_batch_is_sealed_when_it_is_old_enough() -> None:
-    shaper, out = Shaper(batch_lines=100, batch_age=0.25), []
+    shaper = Shaper(batch_lines=100, batch_age=0.25)
+    out: list[Shaped] = []
     shaper.add(line("a"), wall=1.0, now=10.0, out=out)
     assert shaper.next_due() == 10.25
     shaper.flush(10.2, out)
@@ -241,7 +243,8 @@ def test_a_batch_is_sealed_when_it_is_old_enough() -> None:
 
 
 def test_other_messages_never_overtake_lines_but_progress_may() -> None:
-    shaper, out = Shaper(batch_lines=100, batch_age=10), []
+    shaper = Shaper(batch_lines=100, batch_age=10)
+    out: list[Shaped] = []
     shaper.add(line("before"), wall=1.0, now=0.0, out=out)
     shaper.add(progress(10), wall=1.0, now=0.0, out=out)  # state: need not wait for the batch
     assert kinds(out) == ["overall_progress"]
@@ -251,7 +254,8 @@ def test_other_messages_never_overtake_lines_but_progress_may() -> None:
 
 
 def test_a_terminal_message_goes_after_every_waiting_line_and_value() -> None:
-    shaper, out = Shaper(progress_hz=1, batch_lines=100, batch_age=10), []
+    shaper = Shaper(progress_hz=1, batch_lines=100, batch_age=10)
+    out: list[Shaped] = []
     shaper.add(progress(10), wall=1.0, now=0.0, out=out)
     shaper.add(progress(40), wall=1.0, now=0.1, out=out)  # throttled: waiting
     shaper.add(line("last words"), wall=1.0, now=0.1, out=out)
@@ -262,7 +266,8 @@ def test_a_terminal_message_goes_after_every_waiting_line_and_value() -> None:
 
 
 def test_progress_is_throttled_latest_value_wins() -> None:
-    shaper, out = Shaper(progress_hz=5), []
+    shaper = Shaper(progress_hz=5)
+    out: list[Shaped] = []
     for n in range(1, 51):
         shaper.add(progress(n), wall=1.0, now=n / 1000, out=out)
     assert [m["current"] for m, _ in out] == [1]
@@ -274,7 +279,8 @@ def test_progress_is_throttled_latest_value_wins() -> None:
 
 
 def test_all_progress_types_share_the_rate_and_the_longest_waiting_goes_first() -> None:
-    shaper, out = Shaper(progress_hz=4), []
+    shaper = Shaper(progress_hz=4)
+    out: list[Shaped] = []
     shaper.add(progress(1, "overall_progress"), wall=1.0, now=0.0, out=out)
     shaper.add(progress(1, "stage_progress"), wall=1.0, now=0.25, out=out)  # its own turn: goes
     shaper.add(progress(2, "stage_progress"), wall=1.0, now=0.3, out=out)
@@ -288,7 +294,8 @@ def test_all_progress_types_share_the_rate_and_the_longest_waiting_goes_first() 
 
 
 def test_a_final_value_goes_at_once_and_only_once() -> None:
-    shaper, out = Shaper(progress_hz=1), []
+    shaper = Shaper(progress_hz=1)
+    out: list[Shaped] = []
     shaper.add(progress(10), wall=1.0, now=0.0, out=out)
     shaper.add(progress(90), wall=1.0, now=0.1, out=out)  # waiting ...
     for _ in range(5):  # GOLIAT repeats its 100 % five times
@@ -301,14 +308,16 @@ def test_a_final_value_goes_at_once_and_only_once() -> None:
 
 
 def test_values_nobody_could_see_change_are_skipped() -> None:
-    shaper, out = Shaper(progress_hz=0), []
+    shaper = Shaper(progress_hz=0)
+    out: list[Shaped] = []
     for current in (10.0, 10.01, 10.02, 10.5):
         shaper.add(progress(current), wall=1.0, now=current, out=out)
     assert [m["current"] for m, _ in out] == [10.0, 10.5]
 
 
 def test_scale_makes_batches_bigger_and_progress_rarer() -> None:
-    shaper, out = Shaper(progress_hz=5, batch_lines=2, batch_age=0.1), []
+    shaper = Shaper(progress_hz=5, batch_lines=2, batch_age=0.1)
+    out: list[Shaped] = []
     shaper.scale = 10
     for n in range(19):
         shaper.add(line(f"l{n}"), wall=1.0, now=0.0, out=out)

@@ -50,8 +50,10 @@ def test_each_page_loads_its_own_module_as_javascript_that_never_goes_stale(
     }
     for path, module in expected.items():
         assert MODULE_TAG.findall(server.client.get(path).text) == [f"/static/{STATIC_VERSION}/{module}"]
-    for module in [*MODULES, STATIC_DIR / "boot.js"]:
-        response = server.client.get(f"/static/{STATIC_VERSION}/{module.relative_to(STATIC_DIR).as_posix()}")
+    for module_file in [*MODULES, STATIC_DIR / "boot.js"]:
+        response = server.client.get(
+            f"/static/{STATIC_VERSION}/{module_file.relative_to(STATIC_DIR).as_posix()}"
+        )
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/javascript; charset=utf-8"
         assert response.headers["cache-control"] == "public, max-age=31536000, immutable"

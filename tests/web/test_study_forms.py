@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from tests.api.helpers import create_study
 from tests.conftest import TEST_CONFIGS, LiveServer
@@ -94,7 +94,7 @@ def test_create_form_reports_bad_json_and_a_taken_name(
     create_study(server.client, name="taken")
     browser_page.goto(server.url + "/super-studies")
     browser_page.set_input_files(
-        "#cs-config", files=[{"name": "broken.json", "mimeType": "application/json", "buffer": b"{nope"}]
+        "#cs-config", files=[FilePayload(name="broken.json", mimeType="application/json", buffer=b"{nope")]
     )
     browser_page.click("#cs-preview")
     expect(browser_page.locator("#cs-msg")).to_contain_text("broken.json is not valid JSON")

@@ -1,9 +1,7 @@
-"""Screenshots as GOLIAT's real client sends them: every tab stored, read back by its field name.
+"""Screenshots as GOLIAT's real client sends them (see `tests.goliat_client`).
 
-GOLIAT's `HTTPClient.post_gui_screenshots` (requests, so urllib3's encoder) posts one multipart
-form: the `machineId` field, then one file part per GUI tab, the field named after the tab with
-spaces replaced by `_`, the file `<field>.jpg`, type image/jpeg. Its GUI has the tabs below (it
-skips `Progress`); `Disk I/O` goes out as field `Disk_I/O`.
+Every tab is stored and read back by its URL-encoded field name over real HTTP; a bad part is
+dropped alone; a field name is never a path.
 """
 
 from __future__ import annotations
@@ -20,15 +18,8 @@ import pytest
 
 from goliat_monitor.domain.paths import tab_key
 from tests.conftest import LiveServer
+from tests.goliat_client import GOLIAT_FIELDS, GOLIAT_TABS, multipart
 
-GOLIAT_TABS = [
-    "Timings",
-    "Timings Piecharts",
-    "Time Remaining",
-    "Overall Progress",
-    "System Utilization",
-    "Disk I/O",
-]
 MACHINE = "203.0.113.40"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 
@@ -36,32 +27,6 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 def jpeg(marker: str) -> bytes:
     """A JFIF-headed body, different per tab so a mixed-up read-back shows."""
     return b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + marker.encode() + b"\xff\xd9"
-
-
-def multipart(fields: dict[str, str], files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
-    """The body urllib3 builds for requests' `post(data=fields, files=...)` with GOLIAT's file tuples.
-
-    Text fields first, then each file as `<field>.jpg`, image/jpeg; names are quoted with only CR,
-    LF and `"` percent-encoded (the HTML5 rule), so `/`, `\\` and `..` go out as they are.
-    """
-    boundary = "8c1e4fd6a4e34b2c9f0d1a7b3e5c6d90"
-
-    def quoted(name: str) -> str:
-        return name.replace("\n", "%0A").replace("\r", "%0D").replace('"', "%22")
-
-    body = b""
-    for name, value in fields.items():
-        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted(name)}"\r\n\r\n'.encode()
-        body += value.encode() + b"\r\n"
-    for name, data in files:
-        body += (
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="{quoted(name)}"; filename="{quoted(name)}.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        body += data + b"\r\n"
-    body += f"--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def post_screenshots(
@@ -73,8 +38,7 @@ def post_screenshots(
 
 def goliat_upload(server: LiveServer) -> httpx.Response:
     """What GOLIAT's client posts for its whole GUI."""
-    fields = [tab.replace(" ", "_") for tab in GOLIAT_TABS]
-    return post_screenshots(server, [(field, jpeg(field)) for field in fields])
+    return post_screenshots(server, [(field, jpeg(field)) for field in GOLIAT_FIELDS])
 
 
 def only_worker_id(server: LiveServer) -> str:
@@ -99,7 +63,7 @@ def raw_get(server: LiveServer, path: str) -> tuple[int, dict[str, str], bytes]:
 
 
 def test_every_goliat_tab_is_stored_and_read_back_by_its_encoded_field_name(server: LiveServer) -> None:
-    fields = [tab.replace(" ", "_") for tab in GOLIAT_TABS]
+    fields = GOLIAT_FIELDS
     answer = goliat_upload(server)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"success": True, "stored": fields, "dropped": []}

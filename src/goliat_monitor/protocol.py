@@ -229,5 +229,27 @@ class HeartbeatResponse(OkResponse):
     stopAssignmentIds: list[str] = []
 
 
+class DroppedScreenshot(BaseModel):
+    field: str
+    reason: str
+
+
+class ScreenshotsResponse(OkResponse):
+    """`POST /api/gui-screenshots`: the tabs stored and the parts dropped, each with why."""
+
+    stored: list[str] = []
+    dropped: list[DroppedScreenshot] = []
+
+
+class ScreenshotsRefused(BaseModel):
+    """The 400 answer when no part of a screenshot upload was usable (`error` first: GOLIAT's
+    client logs the first 100 characters of a refusal)."""
+
+    error: str
+    success: bool = False
+    stored: list[str] = []
+    dropped: list[DroppedScreenshot] = []
+
+
 class ErrorResponse(BaseModel):
     error: str

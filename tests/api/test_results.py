@@ -152,31 +152,6 @@ def test_missing_file_in_listing_is_404(server: LiveServer, assignment_id: str) 
     assert response.status_code == 404
 
 
-def test_screenshots_keep_the_latest_image_per_tab(server: LiveServer) -> None:
-    def send(content: bytes) -> httpx.Response:
-        return server.client.post(
-            "/api/gui-screenshots",
-            data={"machineId": "203.0.113.9"},
-            files=[
-                ("Timings", ("Timings.jpg", content, "image/jpeg")),
-                ("System_Utilization", ("System_Utilization.jpg", b"u", "image/jpeg")),
-            ],
-        )
-
-    assert send(b"first").status_code == 200
-    assert send(b"second").status_code == 200
-    worker = server.client.get("/api/workers").json()[0]
-    detail = server.client.get(f"/api/workers/{worker['id']}").json()
-    assert [s["tab"] for s in detail["screenshots"]] == ["System_Utilization", "Timings"]
-    image = server.client.get(f"/api/workers/{worker['id']}/screenshots/Timings")
-    assert image.content == b"second" and image.headers["content-type"] == "image/jpeg"
-    bad = server.client.post(
-        "/api/gui-screenshots", data={"machineId": "m"}, files=[("../x", ("x.jpg", b"x", "image/jpeg"))]
-    )
-    assert bad.status_code == 400
-    assert server.client.post("/api/gui-screenshots", data={"machineId": "m"}).status_code == 400
-
-
 def test_uploaded_html_is_a_download_in_a_sandbox(server: LiveServer, assignment_id: str) -> None:
     upload(server, assignment_id, PATH, {"report.html": b"<script>alert(1)</script>"})
     got = server.client.get(

@@ -20,7 +20,9 @@ def test_bridge_delivers_every_line_in_order_and_the_final_100(server: LiveServe
             {"type": "status", "message": f"line {i:03d}", "log_type": "warning" if i % 50 == 0 else "info"}
         )
         bridge.enqueue({"type": "overall_progress", "current": i + 1, "total": 300})
-    bridge.enqueue({"type": "gui_screenshots", "screenshots": {"System Utilization": b"\xff\xd8jpeg"}})
+    bridge.enqueue(
+        {"type": "gui_screenshots", "screenshots": {"System Utilization": b"\xff\xd8\xff\xe0jpeg"}}
+    )
     wait_for(lambda: bridge.screenshots_sent >= 1)  # screenshots are state: stop() does not wait for them
     bridge.enqueue({"type": "finished", "message": "Study finished successfully"})
     bridge.stop(timeout=20)
@@ -40,7 +42,7 @@ def test_bridge_delivers_every_line_in_order_and_the_final_100(server: LiveServe
     assert detail["status"] == "IDLE"
     assert detail["hostname"] == "bridge-host"
     shot = server.client.get(f"/api/workers/{worker['id']}/screenshots/System_Utilization")
-    assert shot.status_code == 200 and shot.content == b"\xff\xd8jpeg"
+    assert shot.status_code == 200 and shot.content == b"\xff\xd8\xff\xe0jpeg"
 
 
 def test_bridge_authenticates_with_the_worker_token(make_server: Callable[..., LiveServer]) -> None:

@@ -143,7 +143,11 @@ screenshots = Table(
     "screenshots",
     metadata,
     Column("worker_id", String(36), ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True),
+    # The part's field name exactly as the client sent it (`Disk_I/O`): the tab's identity and
+    # what the read URL carries. Never a path: the blob key is derived from it (see `tab_key`).
     Column("tab", String(128), primary_key=True),
+    # What the page shows (`Disk I/O`): GOLIAT's tab name, its client having put `_` for spaces.
+    Column("label", String(128), nullable=False),
     Column("blob_key", String(512), nullable=False),
     Column("content_type", String(64), nullable=False),
     Column("size", Integer, nullable=False),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from fastapi import APIRouter, Query, Request
@@ -145,6 +146,15 @@ def _tolerant(fn: Callable[[Any], str]) -> Callable[[Any], str]:
     return wrapper
 
 
+def url_segment(value: str) -> str:
+    """`value` as one URL path segment, encoded exactly as JavaScript's `encodeURIComponent` does.
+
+    Jinja's `urlencode` keeps `/`, which would split a tab's field name like `Disk_I/O`; matching
+    the browser's encoding keeps the server-rendered and live-updated links the same strings.
+    """
+    return quote(str(value), safe="!*'()")
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -159,6 +169,7 @@ def _environment() -> jinja2.Environment:
         "clock": fmt_clock,
         "size": fmt_size,
         "ansi": strip_ansi,
+        "segment": url_segment,
     }
     env.filters.update({name: _tolerant(fn) for name, fn in filters.items()})
     env.globals.update(log_types=LOG_TYPES)

@@ -110,10 +110,15 @@ async def worker_samples(
     return await context.db.read(read)
 
 
-@router.get("/workers/{worker_id}/screenshots/{tab}")
+@router.get("/workers/{worker_id}/screenshots/{tab:path}")
 async def worker_screenshot(
     worker_id: str, tab: str, context: ServerContext = Depends(get_context)
 ) -> StreamingResponse:
+    """The latest image of one tab, by its field name URL-encoded as one segment (`Disk_I%2FO`).
+
+    The server decodes `%2F` before routing, so the name is the whole rest of the path (`:path`);
+    it is only ever compared with stored field names, never used as a file path.
+    """
     row = await context.db.read(lambda conn: artifacts.screenshot_row(conn, worker_id, tab))
     if not context.blobs.exists(row["blob_key"]):
         raise NotFound(f"Screenshot of tab {tab!r} is gone")

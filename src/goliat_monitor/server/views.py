@@ -92,7 +92,8 @@ def worker_detail(detail: WorkerDetail, clock: Clock) -> dict[str, Any]:
     data["olderLogsCursor"] = page["nextBefore"]
     data["assignments"] = [assignment(row) for row in detail.assignments]
     data["screenshots"] = [
-        {"tab": s.tab, "size": s.size, "updatedAt": iso(s.updated_at)} for s in detail.screenshots
+        {"tab": s.tab, "label": s.label, "size": s.size, "updatedAt": iso(s.updated_at)}
+        for s in detail.screenshots
     ]
     return data
 

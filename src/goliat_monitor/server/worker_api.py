@@ -11,12 +11,13 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from goliat_monitor.blobs import StoredBlob
 from goliat_monitor.db.queries import artifacts, ingest
 from goliat_monitor.db.queries import assignments as assignment_queries
-from goliat_monitor.domain.paths import check_filename, check_relative_path, check_tab_name
+from goliat_monitor.domain.paths import check_filename, check_relative_path, tab_label
 from goliat_monitor.errors import ApiError, BadRequest, TooLarge
 from goliat_monitor.protocol import (
     ClaimRequest,
@@ -27,6 +28,8 @@ from goliat_monitor.protocol import (
     HeartbeatResponse,
     MachineId,
     OkResponse,
+    ScreenshotsRefused,
+    ScreenshotsResponse,
 )
 from goliat_monitor.server import views
 from goliat_monitor.server.auth import require_worker
@@ -39,6 +42,7 @@ from goliat_monitor.server.uploads import (
     form_text,
     guess_content_type,
     read_form,
+    sort_screenshot_parts,
 )
 
 router = APIRouter(prefix="/api", tags=["worker protocol"], dependencies=[Depends(require_worker)])
@@ -147,35 +151,43 @@ async def gui_updates(body: GuiUpdateBatch, context: ServerContext = Depends(get
 
 @router.post(
     "/gui-screenshots",
-    response_model=OkResponse,
+    response_model=ScreenshotsResponse,
+    responses={400: {"model": ScreenshotsRefused, "description": "No usable screenshot in the request"}},
     openapi_extra=MULTIPART_SCREENSHOTS,
     dependencies=[Depends(close_form_afterwards)],
 )
-async def gui_screenshots(request: Request, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
-    """The latest JPEG of each GUI tab (one file field per tab); older images are replaced."""
+async def gui_screenshots(request: Request, context: ServerContext = Depends(get_context)) -> Any:
+    """The latest image of each GUI tab (one file part per tab, named by the tab); older ones are replaced.
+
+    Each part is judged alone: the good ones are stored and the answer is 200, the only status
+    GOLIAT's client accepts, listing the dropped parts and why. A request with no usable part is
+    refused with 400: nothing was stored, and GOLIAT's client logs a refusal (never a 200), so that
+    is the only way the reason reaches whoever runs GOLIAT.
+    """
     form = await read_form(request)
     machine_id = form_text(form, "machineId", max_length=255)
     assert machine_id is not None
     agent_id = form_text(form, "agentId", required=False, max_length=64)
-    shots = [(name, value) for name, value in form.multi_items() if isinstance(value, UploadFile)]
-    if not shots:
+    parts = [(name, value) for name, value in form.multi_items() if isinstance(value, UploadFile)]
+    if not parts:
         raise BadRequest("No screenshot files in the request")
-    try:
-        for name, _ in shots:
-            check_tab_name(name)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
-    check_file_sizes([upload for _, upload in shots], max_file_bytes=context.settings.max_file_bytes)
+    kept, dropped = await sort_screenshot_parts(parts, max_file_bytes=context.settings.max_file_bytes)
+    dropped_json = [{"field": part.field, "reason": part.reason} for part in dropped]
+    if not kept:
+        reasons = "; ".join(f"{part.field}: {part.reason}" for part in dropped)
+        refusal = ScreenshotsRefused(error=f"No usable screenshot ({reasons})", dropped=dropped_json)
+        return JSONResponse(refusal.model_dump(), status_code=400)
     key = ScreenshotKey(machine_id, agent_id)
     stored = []
-    for tab, upload in shots:
-        blob = await _store(context, key.blob_key(tab), upload)
+    for part in kept:
+        blob = await _store(context, key.blob_key(part.field), part.upload)
         stored.append(
             {
-                "tab": tab,
+                "tab": part.field,
+                "label": tab_label(part.field),
                 "blob_key": blob.key,
                 "size": blob.size,
-                "content_type": upload.content_type or "image/jpeg",
+                "content_type": part.content_type,
             }
         )
     clock = context.clock()
@@ -183,7 +195,7 @@ async def gui_screenshots(request: Request, context: ServerContext = Depends(get
         lambda conn: artifacts.record_screenshots(conn, machine_id, agent_id, stored, clock), key=machine_id
     )
     context.publish(changes)
-    return {"success": True}
+    return {"success": True, "stored": [part.field for part in kept], "dropped": dropped_json}
 
 
 @router.post("/assignments/{assignment_id}/claim")

@@ -62,6 +62,7 @@ def result_file_rows(
 def record_screenshots(
     conn: Connection, machine_id: str, agent_id: str | None, shots: Sequence[Mapping[Any, Any]], clock: Clock
 ) -> Changes:
+    """Keep each shot as its tab's latest (a row per worker and field name); the worker was seen."""
     changes = Changes()
     worker = resolve_worker(conn, machine_id, agent_id, clock, changes)
     for shot in shots:
@@ -91,10 +92,10 @@ def screenshot_row(conn: Connection, worker_id: str, tab: str) -> RowMapping:
 
 
 def screenshots_of(conn: Connection, worker_id: str) -> list[AnyRow]:
-    """(tab, size, updated_at) of each tab the worker has a screenshot of, by tab name."""
+    """(tab, label, size, updated_at) of each tab the worker has a screenshot of, by field name."""
     return list(
         conn.execute(
-            select(screenshots.c.tab, screenshots.c.size, screenshots.c.updated_at)
+            select(screenshots.c.tab, screenshots.c.label, screenshots.c.size, screenshots.c.updated_at)
             .where(screenshots.c.worker_id == worker_id)
             .order_by(screenshots.c.tab)
         ).all()

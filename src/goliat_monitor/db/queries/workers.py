@@ -33,7 +33,7 @@ class WorkerDetail:
     logs: LogPage
     assignments: list[RowMapping]
     screenshots: list[AnyRow]
-    """(tab, size, updated_at) of each tab's latest screenshot."""
+    """(tab, label, size, updated_at) of each tab's latest screenshot."""
 
 
 def list_workers(conn: Connection, *, include_stale: bool = False) -> list[RowMapping]:

@@ -1,4 +1,6 @@
-/* The latest screenshot of each GOLIAT GUI tab, as tabs on the worker page. */
+/* The latest screenshot of each GOLIAT GUI tab, as tabs on the worker page.
+   A shot's `tab` is its field name as GOLIAT sent it (`Disk_I/O`): it addresses the image, encoded
+   as one URL segment; its `label` (`Disk I/O`) is what the page shows. */
 import { base } from "./api.js";
 import { $, $$, h, setText } from "./dom.js";
 import { fmt } from "./format.js";
@@ -24,7 +26,7 @@ export function screenshotViewer(workerId, shots) {
     selected = shot.tab;
     var src = url(shot);
     if (img.getAttribute("src") !== src) img.setAttribute("src", src);
-    img.setAttribute("alt", "Latest screenshot of GOLIAT's " + shot.tab.replace(/_/g, " ") + " tab");
+    img.setAttribute("alt", "Latest screenshot of GOLIAT's " + shot.label + " tab");
     setText(updated, "updated " + fmt.ago(shot.updatedAt));
     updated.dataset.ago = shot.updatedAt || "";
     $$("[role=tab]", tabs).forEach(function (tab) { tab.setAttribute("aria-selected", tab.dataset.tab === selected ? "true" : "false"); tab.tabIndex = tab.dataset.tab === selected ? 0 : -1; });
@@ -33,7 +35,7 @@ export function screenshotViewer(workerId, shots) {
   function build() {
     tabs.textContent = "";
     list.forEach(function (shot) {
-      var tab = h("a", { role: "tab", href: url(shot), "data-tab": shot.tab, text: shot.tab.replace(/_/g, " ") });
+      var tab = h("a", { role: "tab", href: url(shot), "data-tab": shot.tab, text: shot.label });
       tabs.append(tab);
     });
     show();

@@ -429,7 +429,8 @@ def agent(
     import logging
 
     from goliat_monitor.agent.identity import WorkDirBusyError, get_machine_id
-    from goliat_monitor.agent.loop import Agent, install_signal_handlers
+    from goliat_monitor.agent.loop import Agent
+    from goliat_monitor.agent.signals import install_signal_handlers
     from goliat_monitor.settings import AgentSettings
 
     options: dict[str, Any] = {

@@ -14,19 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from goliat_monitor.agent.loop import (
-    FAILURE_TEXT,
+from goliat_monitor.agent.assignment import (
     STATE_FILE,
-    STOPPED_TEXT,
-    SUCCESS_TEXT,
-    Agent,
     RunState,
     _parent_path,
-    _phases,
-    _result_folders,
     build_command,
+    enabled_phases,
     safe_name,
 )
+from goliat_monitor.agent.loop import FAILURE_TEXT, STOPPED_TEXT, SUCCESS_TEXT, Agent, _result_folders
 from goliat_monitor.agent.runner import AGENT_PREFIX
 from goliat_monitor.agent.system_info import SystemProbe
 from goliat_monitor.settings import AgentSettings
@@ -402,8 +398,8 @@ def test_names_and_parent_paths_stay_inside_the_work_dir(tmp_path: Path) -> None
 
 
 def test_phases_follow_the_merged_config() -> None:
-    assert _phases(assignment()) == ("run", "extract")
-    assert _phases({"splitConfig": {"extends": "missing.json"}}) == ("setup", "run", "extract")
+    assert enabled_phases(assignment()) == ("run", "extract")
+    assert enabled_phases({"splitConfig": {"extends": "missing.json"}}) == ("setup", "run", "extract")
 
 
 def test_result_folders_are_relative_with_forward_slashes(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from goliat_monitor.agent.goliat_output import GoliatOutputParser, classify_style, strip_ansi
+from goliat_monitor.agent.goliat_lines import classify_style, strip_ansi
+from goliat_monitor.agent.goliat_output import GoliatOutputParser
 from tests.conftest import TEST_CONFIGS
 
 Messages = list[dict[str, Any]]

@@ -2,7 +2,7 @@
 
 Threads, each with one job, so that no job can stall another:
 
-* main: the work loop (below) and the signal handlers;
+* main: the work loop (below) and the signal handlers (`signals.py`);
 * heartbeat: every `heartbeat_interval_s`, system info and load; its answer can stop a run;
 * sender (`client.Sender`): the spool to the server, in order, with backoff;
 * screenshots (`screen_capture.ScreenshotSender`, with `--screenshots`): the GOLIAT window;
@@ -12,7 +12,7 @@ Every gui-update goes through the spool, so a server outage or an agent crash lo
 next agent start delivers what is left (each body has a `messageId`, so the server drops
 repeats). Heartbeats are not spooled: they are the present state, stale on replay.
 
-A run keeps its progress in `<run dir>/agent-run.json`. If the agent dies, the server hands the
+A run keeps its progress in `<run dir>/agent-run.json` (`assignment.RunState`). If the agent dies, the server hands the
 same assignment back on the next ask; the file then says whether the study had already exited
 (only the uploads and the `finished` are left to do) or must run again (the orphaned study, if it
 still runs, is killed first). Attempts are told apart by the assignment's `attempts` count.
@@ -20,25 +20,27 @@ still runs, is killed first). Attempts are told apart by the assignment's `attem
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import re
 import shlex
-import shutil
-import signal
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from goliat_monitor.agent.assignment import (
+    STATE_FILE,
+    RunState,
+    build_command,
+    enabled_phases,
+    safe_name,
+    write_configs,
+)
 from goliat_monitor.agent.client import (
     AgentHTTPError,
     Connection,
@@ -54,77 +56,20 @@ from goliat_monitor.agent.runner import OutputPump, StudyProcess, kill_process_t
 from goliat_monitor.agent.screen_capture import ScreenshotSender
 from goliat_monitor.agent.system_info import SystemProbe
 from goliat_monitor.delivery import backoff_delay, retry_delay
-from goliat_monitor.domain.campaign import ConfigError, merge_extends
-from goliat_monitor.domain.models import PHASES
 from goliat_monitor.outbox import GUI_UPDATE, Spool
 from goliat_monitor.settings import AgentSettings
 
-__all__ = ["Agent", "RunState", "build_command", "install_signal_handlers"]
+__all__ = ["Agent"]
 
 log = logging.getLogger("goliat_monitor.agent")
 
 SUCCESS_TEXT = "Study finished successfully"
 FAILURE_TEXT = "Study finished with errors"
 STOPPED_TEXT = "Study stopped at the server's request"
-STATE_FILE = "agent-run.json"
 SPOOL_FILE = "spool.sqlite3"
 RAW_OUTPUT_FILE = "agent-console.log"
 PROGRESS_LINE_EVERY_S = 30.0
 _SKIP_SUFFIXES = frozenset({".h5", ".smash"})  # Sim4Life projects and field data: gigabytes, not results
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(text: str, default: str = "study") -> str:
-    """A file-name-safe version of a study name (Windows forbids more than POSIX does)."""
-    cleaned = _UNSAFE.sub("_", text).strip("._")
-    return cleaned[:80] or default
-
-
-def build_command(template: str, config: Path, run_dir: Path) -> list[str]:
-    """Split the command template and fill in `{config}` and `{run_dir}`.
-
-    Without `{config}` the config path is appended. The program is resolved on PATH first, so
-    `goliat` finds `goliat.exe` or `goliat.cmd` on Windows.
-    """
-    posix = os.name != "nt"
-    parts = shlex.split(template, posix=posix)
-    if not posix:
-        parts = [p[1:-1] if len(p) >= 2 and p[0] == p[-1] == '"' else p for p in parts]
-    if not parts:
-        raise ValueError("the study command is empty")
-    if not any("{config}" in part for part in parts):
-        parts.append("{config}")
-    filled = [part.replace("{config}", str(config)).replace("{run_dir}", str(run_dir)) for part in parts]
-    program = shutil.which(filled[0])
-    if program is not None:
-        filled[0] = program
-    return filled
-
-
-@dataclass
-class RunState:
-    """How far one attempt at an assignment got; survives an agent crash."""
-
-    assignment_id: str
-    attempt: int
-    phase: str = "running"  # running -> exited -> done
-    exit_code: int | None = None
-    pid: int | None = None
-    created: float | None = None
-    uploaded: list[str] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: Path) -> RunState | None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**data)
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self, path: Path) -> None:
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(self)), encoding="utf-8")
-        os.replace(temporary, path)
 
 
 class _Stop(Exception):
@@ -403,7 +348,7 @@ class Agent:
                     if orphan and state is not None and kill_process_tree(orphan, created=state.created):
                         pump.notice("Agent restarted: killed the study it had left running", "warning")
                     state = RunState(aid, attempt)
-                    config = self._write_configs(assignment, name)
+                    config = write_configs(self.work_dir, assignment, name)
                     code, interrupted = self._execute(
                         assignment, config, run_dir, state, state_path, pump, run
                     )
@@ -466,7 +411,7 @@ class Agent:
             envelope=lambda message, wall: self._envelope(aid, message, wall),
             on_spooled=self.sender.wake,
             observe=run.observe,
-            parser=GoliatOutputParser(phases=_phases(assignment)),
+            parser=GoliatOutputParser(phases=enabled_phases(assignment)),
             progress_hz=self.settings.progress_hz,
             batch_lines=self.settings.log_batch_lines,
             batch_age=self.settings.log_batch_age_s,
@@ -475,16 +420,6 @@ class Agent:
         )
         pump.start()
         return pump
-
-    def _write_configs(self, assignment: dict[str, Any], name: str) -> Path:
-        """The split config as `<work dir>/<name>.json`, its parents beside it so `extends` resolves."""
-        for parent_name, parent in (assignment.get("parentConfigs") or {}).items():
-            target = _parent_path(self.work_dir, str(parent_name))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(parent, indent=2), encoding="utf-8")
-        path = self.work_dir / f"{name}.json"
-        path.write_text(json.dumps(assignment.get("splitConfig") or {}, indent=2), encoding="utf-8")
-        return path
 
     def _execute(
         self,
@@ -633,27 +568,6 @@ class Agent:
             client.close()
 
 
-def _phases(assignment: dict[str, Any]) -> tuple[str, ...]:
-    """The phases the (merged) config enables, so the parser weighs progress like GOLIAT."""
-    try:
-        merged = merge_extends(assignment.get("splitConfig") or {}, assignment.get("parentConfigs") or {})
-    except ConfigError:
-        return PHASES
-    control = merged.get("execution_control") or {}
-    if not isinstance(control, dict):
-        return PHASES
-    enabled = tuple(p for p in PHASES if control.get(f"do_{p}", True) is not False)
-    return enabled or PHASES
-
-
-def _parent_path(work_dir: Path, name: str) -> Path:
-    """Where a parent config named `name` goes: as written if it stays inside the work dir."""
-    relative = PurePosixPath(name.replace("\\", "/"))
-    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-        return work_dir / safe_name(relative.name, "parent.json")
-    return work_dir.joinpath(*relative.parts)
-
-
 def _result_folders(root: Path) -> Iterator[tuple[Path, str]]:
     """Every folder under `root` that holds files, with its path relative to `root` (forward slashes)."""
     if not root.is_dir():
@@ -661,33 +575,3 @@ def _result_folders(root: Path) -> Iterator[tuple[Path, str]]:
     folders = sorted({path.parent for path in root.rglob("*") if path.is_file()})
     for folder in folders:
         yield folder, folder.relative_to(root).as_posix().strip(".")
-
-
-def install_signal_handlers(agent: Agent) -> Callable[[], None]:
-    """Ctrl-C, SIGTERM (and Ctrl-Break on Windows) stop the agent; a second one kills the study.
-
-    Returns a function that restores the previous handlers.
-    """
-    names = ["SIGINT", "SIGTERM", "SIGBREAK"]
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        if agent.stopping:
-            log.warning("second stop signal: killing the study")
-        else:
-            log.warning("stopping (signal %d); press Ctrl-C again to kill the study", signum)
-        agent.request_stop()
-
-    for name in names:
-        number = getattr(signal, name, None)
-        if number is None:
-            continue
-        with contextlib.suppress(ValueError, OSError):  # not the main thread, or not allowed here
-            previous[number] = signal.signal(number, handler)
-
-    def restore() -> None:
-        for number, old in previous.items():
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(number, old)
-
-    return restore

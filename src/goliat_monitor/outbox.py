@@ -130,7 +130,7 @@ class Spool:
         # busy_timeout: another process (e.g. a previous agent still exiting) may hold the
         # write lock for a moment; wait instead of failing.
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _enable_wal(conn, busy_timeout_ms / 1000)
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"spool {self.path}: cannot enable WAL (got {mode})")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
@@ -290,6 +290,23 @@ class Spool:
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else f"depth={self._depth}"
         return f"Spool({self.path!r}, {state})"
+
+
+def _enable_wal(conn: sqlite3.Connection, wait_s: float) -> str:
+    """Switch a spool file to WAL, waiting while another process holds it.
+
+    A new file starts in rollback-journal mode, and switching needs the file to itself: when two
+    processes open a new spool at once (a bridge and an agent, or a reader), SQLite answers
+    "database is locked" at once instead of calling the busy handler, so wait here instead.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:

@@ -161,3 +161,27 @@ def test_threads_appending_and_draining_lose_and_duplicate_nothing(spool: Spool)
     for w in range(writers):  # each writer's messages come out in the order it wrote them
         assert [n for ww, n in received if ww == w] == list(range(per_writer))
     assert spool.depth() == 0
+
+
+def test_a_new_spool_held_by_another_connection_is_waited_for(tmp_path: Path) -> None:
+    """Switching a new file to WAL while another process writes it fails at once in SQLite itself
+    ("database is locked", no busy handler): two bridges or an agent and a reader opening one new
+    spool together must wait for each other instead."""
+    import sqlite3
+
+    path = tmp_path / "new.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        started = time.monotonic()
+        with Spool(path) as spool:
+            assert time.monotonic() - started >= 0.25  # it did wait for the writer
+            spool.append("gui_update", {"n": 1})
+            assert [m.payload for m in spool.peek(10)] == [{"n": 1}]
+    finally:
+        release.join()
+        holder.close()

@@ -237,3 +237,32 @@ def test_the_finished_after_a_memory_error_leaves_the_retry_running(server: Live
         },
     )
     assert _study_assignment(server, study["id"])["status"] == "FAILED"
+
+
+def test_a_study_whose_configs_extend_a_parent_the_server_lacks_says_so(server: LiveServer) -> None:
+    # What GOLIAT's `super_study` sends: split configs that still name their parent, no parents.
+    body = {
+        "name": "extends-campaign",
+        "description": "",
+        "baseConfig": {"extends": "base_config.json", "study_type": "far_field"},
+        "assignments": [
+            {"splitConfig": {"extends": "base_config.json", "frequencies_mhz": [f]}, "status": "PENDING"}
+            for f in (700, 900)
+        ],
+    }
+    created = server.client.post("/api/super-studies", json=body)
+    assert created.status_code == 200, created.text
+    study = server.client.get(f"/api/super-studies/{created.json()['id']}").json()
+    assert len(study["warnings"]) == 1
+    assert study["warnings"][0].startswith("Assignments 0, 1: parent config 'base_config.json'")
+    page = server.client.get(f"/super-studies/{study['id']}").text
+    assert "parent config &#39;base_config.json&#39; named by &#39;extends&#39; was not found" in page
+
+    with_parent = {
+        **body,
+        "name": "with-parent",
+        "parentConfigs": {"base_config.json": {"phantoms": ["duke"]}},
+    }
+    fine = server.client.post("/api/super-studies", json=with_parent).json()
+    assert server.client.get(f"/api/super-studies/{fine['id']}").json()["warnings"] == []
+    assert 'id="study-warnings"' not in server.client.get(f"/super-studies/{fine['id']}").text

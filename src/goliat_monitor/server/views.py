@@ -17,7 +17,7 @@ from goliat_monitor.db.queries.studies import StudyDetail, StudyListing
 from goliat_monitor.db.queries.workers import LogPage, WorkerDetail, log_cursor
 from goliat_monitor.domain import gui_state
 from goliat_monitor.domain.models import AssignmentStatus, WorkerStatus
-from goliat_monitor.domain.scheduling import StudySummary
+from goliat_monitor.domain.scheduling import StudySummary, config_warnings
 from goliat_monitor.server.overview import facets as overview_facets
 
 STUDY_EVENTS_SHOWN = 300
@@ -202,6 +202,10 @@ def super_study(detail: StudyDetail) -> dict[str, Any]:
         "assignments": [assignment(row) for row in detail.assignments],
     }
     data["events"] = [assignment_event(row) for row in detail.events]
+    data["warnings"] = config_warnings(
+        ((row["index"], row["status"], row["split_config"] or {}) for row in detail.assignments),
+        detail.row["parent_configs"] or {},
+    )
     if detail.estimate is not None:
         data["eta"] = iso(detail.estimate.finish_at)
         data["etaSeconds"] = detail.estimate.eta_seconds

@@ -36,7 +36,7 @@ NOW = T0 + 0.5  # the server's clock
 
 @dataclass
 class _Store:
-    order: LogOrder = LogOrder()
+    order: LogOrder = field(default_factory=LogOrder)
     rows: list[tuple[int, int, str]] = field(default_factory=list)
     later_runs: int = 0
 

@@ -287,10 +287,9 @@ def place_batch(order: LogOrder, times: Sequence[float], sequence: int | None, *
         and order.newest is not None
         and not any(now - s.last_seen <= STREAM_LIVE_S for s in order.streams)
     )
-    if order.newest is not None and times:
-        if later_run or times[0] < order.newest - CLOCK_JUMP_S:
-            above_newest = order.newest + _PAST_NEWEST_S  # after the newest line, not beside it
-            floor = above_newest if floor is None else max(floor, above_newest)
+    if order.newest is not None and times and (later_run or times[0] < order.newest - CLOCK_JUMP_S):
+        above_newest = order.newest + _PAST_NEWEST_S  # after the newest line, not beside it
+        floor = above_newest if floor is None else max(floor, above_newest)
     keys = []
     running = floor
     for stamp in times:

@@ -45,7 +45,7 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from goliat_monitor.domain.gui_state import order_key
+from goliat_monitor.domain.gui_state import KEY_MARK, TIME_ORIGIN, Stream, order_key, streams_to_json
 from goliat_monitor.settings import normalize_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -713,49 +713,73 @@ def retire_workers(url: str) -> None:
         engine.dispose()
 
 
-SEQUENCE_STEP = order_key(0, 1, 0)
+LINE_STEP_S = 0.125
+"""Seconds between bench lines: a binary fraction, so every line's time in ms is exact in SQL too."""
+MS_STEP = 1 << 21
+"""order_key(t + 0.001, s) - order_key(t, s): one millisecond in key units."""
 
 SQLITE_LOAD = """
 WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < :n)
 INSERT INTO log_lines (worker_id, ord, ts, log_type, message)
-SELECT :worker, (i / 10) * :step + (i % 10), :t0 + i * 0.05, 'info',
+SELECT :worker, :mark + (:t0_ms + i * 125) * :ms_step + i / 10, :t0 + i * 0.125, 'info',
        'Bench line ' || i || ': time step ' || (i * 7 % 48000) || '/48000, 38.2 Mcells/s'
 FROM seq
 """
 
 POSTGRES_LOAD = """
 INSERT INTO log_lines (worker_id, ord, ts, log_type, message)
-SELECT :worker, (i / 10)::bigint * CAST(:step AS bigint) + (i % 10), CAST(:t0 AS double precision) + i * 0.05,
+SELECT :worker, CAST(:mark AS bigint) + (CAST(:t0_ms AS bigint) + i * 125) * CAST(:ms_step AS bigint) + i / 10,
+       CAST(:t0 AS double precision) + i * 0.125,
        'info', 'Bench line ' || i || ': time step ' || (i * 7 % 48000) || '/48000, 38.2 Mcells/s'
 FROM generate_series(0, CAST(:n AS integer) - 1) AS g(i)
 """
 
 
-def load_lines(url: str, counts: dict[str, int]) -> None:
-    """Store `count` log lines for each worker id, as if it had sent count/10 batches of 10.
+def _bench_key(t0: float, i: int) -> int:
+    return order_key(t0 + i * LINE_STEP_S, i // 10)
 
-    Line i has sequence i // 10 and position i % 10 in run 0; the worker row's log_max_sequence
-    and last_seen are set to match, so the server continues the run (and the session) seamlessly.
-    The order keys are computed in SQL as sequence * order_key(0, 1, 0) + position, which is
-    checked against order_key itself here and on rows read back afterwards.
+
+def load_lines(url: str, counts: dict[str, int]) -> None:
+    """Store `count` log lines for each worker id, as if one bridge had sent count/10 batches of 10.
+
+    Line i has sequence i // 10 and is stamped t0 + i * 0.125 s; the worker row's order state and
+    last_seen are set to match, so the server continues the stream (and the session) seamlessly.
+    The order keys are computed in SQL, which is checked against order_key itself here and on rows
+    read back afterwards.
     """
-    for sequence, position in ((0, 0), (1, 9), (99_999, 9), (2**31 - 1, 9)):
-        assert order_key(0, sequence, position) == sequence * SEQUENCE_STEP + position
+    counts_t0: dict[str, float] = {}
     engine = _engine(url)
     sqlite = url.startswith("sqlite")
     try:
         with engine.begin() as conn:
             for worker_id, n in counts.items():
                 now = time.time()
-                params = {"worker": worker_id, "n": n, "step": SEQUENCE_STEP, "t0": now - n * 0.05}
+                t0 = float(int(now - n * LINE_STEP_S))
+                t0_ms = int((t0 - TIME_ORIGIN) * 1000)
+                for i in (0, 1, 9, 10, n - 1):
+                    assert _bench_key(t0, i) == KEY_MARK + (t0_ms + i * 125) * MS_STEP + i // 10
+                params = {
+                    "worker": worker_id,
+                    "n": n,
+                    "t0": t0,
+                    "t0_ms": t0_ms,
+                    "mark": KEY_MARK,
+                    "ms_step": MS_STEP,
+                }
                 conn.execute(text(SQLITE_LOAD if sqlite else POSTGRES_LOAD), params)
                 conn.execute(
                     text(
-                        "UPDATE workers SET log_run = 0, log_max_sequence = :last, last_seen = :now, "
+                        "UPDATE workers SET log_newest = :newest, log_streams = :streams, last_seen = :now, "
                         "updated_at = :now WHERE id = :worker"
                     ),
-                    {"last": (n - 1) // 10, "now": time.time(), "worker": worker_id},
+                    {
+                        "newest": t0 + (n - 1) * LINE_STEP_S,
+                        "streams": streams_to_json((Stream((n - 1) // 10, now, now),)),
+                        "now": time.time(),
+                        "worker": worker_id,
+                    },
                 )
+                counts_t0[worker_id] = t0
         if not sqlite:
             # What autovacuum does soon after a bulk change; without it the planner guesses blind.
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -766,7 +790,8 @@ def load_lines(url: str, counts: dict[str, int]) -> None:
                     text("SELECT count(*), min(ord), max(ord) FROM log_lines WHERE worker_id = :w"),
                     {"w": worker_id},
                 ).one()
-                expected = (n, order_key(0, 0, 0), order_key(0, (n - 1) // 10, (n - 1) % 10))
+                t0 = counts_t0[worker_id]
+                expected = (n, _bench_key(t0, 0), _bench_key(t0, n - 1))
                 if (stored, low, high) != expected:
                     raise RuntimeError(
                         f"bulk load of {worker_id}: got {(stored, low, high)}, want {expected}"

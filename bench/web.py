@@ -342,7 +342,7 @@ def bulk_insert_logs(database: Path, worker_id: str, count: int) -> float:
         rows = [
             (
                 worker_id,
-                order_key(0, i // 10, i % 10),
+                order_key(now + i / 100, i // 10),
                 now + i / 100,
                 kinds[i % 10],
                 f"  - Simulation {i // 400}: step {i} of the voxeler, phantom thelonious at 700 MHz",
@@ -353,7 +353,7 @@ def bulk_insert_logs(database: Path, worker_id: str, count: int) -> float:
             "INSERT INTO log_lines (worker_id, ord, ts, log_type, message) VALUES (?, ?, ?, ?, ?)", rows
         )
         conn.commit()
-    conn.execute("UPDATE workers SET log_max_sequence = ? WHERE id = ?", ((count - 1) // 10, worker_id))
+    conn.execute("UPDATE workers SET log_newest = ? WHERE id = ?", (now + (count - 1) / 100, worker_id))
     conn.commit()
     conn.execute("ANALYZE")
     conn.close()

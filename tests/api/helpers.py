@@ -17,10 +17,18 @@ def gui(
     return client.post("/api/gui-update", json=body)
 
 
-def log_batch(sequence: int, lines: list[tuple[str, str]]) -> dict[str, Any]:
+def log_batch(sequence: int, lines: list[tuple[str, str]], at: float | None = None) -> dict[str, Any]:
+    """A batch whose entries carry the time they were made (`at`, default now), as GOLIAT's do.
+
+    One time for the whole batch, as a Windows clock that ticks every ~16 ms gives: a batch made
+    later never holds a line stamped earlier.
+    """
+    made = time.time() if at is None else at
     return {
         "type": "log_batch",
-        "logs": [{"type": "status", "message": text, "log_type": kind} for text, kind in lines],
+        "logs": [
+            {"type": "status", "message": text, "log_type": kind, "timestamp": made} for text, kind in lines
+        ],
         "sequence": sequence,
     }
 

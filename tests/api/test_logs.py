@@ -24,14 +24,11 @@ def test_out_of_order_batches_are_stored_by_sequence(server: LiveServer) -> None
 
 
 def test_concurrent_batches_from_three_threads_keep_order(server: LiveServer) -> None:
+    batches = [log_batch(seq, [(f"line {seq}", "info")]) for seq in range(60)]
     order = list(range(60))
     random.Random(7).shuffle(order)
     with ThreadPoolExecutor(3) as pool:
-        statuses = list(
-            pool.map(
-                lambda seq: gui(server.client, log_batch(seq, [(f"line {seq}", "info")])).status_code, order
-            )
-        )
+        statuses = list(pool.map(lambda seq: gui(server.client, batches[seq]).status_code, order))
     assert set(statuses) == {200}
     assert messages(only_worker(server.client)) == [f"line {seq}" for seq in range(60)]
 
@@ -41,9 +38,9 @@ def test_a_new_run_restarts_sequence_and_comes_after_the_previous_run(server: Li
         gui(server.client, log_batch(seq, [(f"run1 {seq}", "info")]))
     gui(server.client, {"type": "finished", "message": "Study finished successfully"})
     # Second GOLIAT run on the same machine, its first two batches arriving swapped.
-    gui(server.client, log_batch(1, [("run2 1", "info")]))
-    gui(server.client, log_batch(0, [("run2 0", "info")]))
-    gui(server.client, log_batch(2, [("run2 2", "info")]))
+    run2 = [log_batch(seq, [(f"run2 {seq}", "info")]) for seq in range(3)]
+    for seq in (1, 0, 2):
+        gui(server.client, run2[seq])
     assert messages(only_worker(server.client)) == [
         "run1 0",
         "run1 1",

@@ -58,3 +58,44 @@ def test_bridge_authenticates_with_the_worker_token(make_server: Callable[..., L
         == "hello"
     )
     assert httpx.post(f"{server.url}/api/heartbeat", json={"machineId": "x"}).status_code == 401
+
+
+def _all_lines(server: LiveServer, worker_id: str) -> list[str]:
+    detail = server.client.get(f"/api/workers/{worker_id}").json()
+    lines = [line["message"] for line in detail["guiState"]["logMessages"]]
+    older = detail["olderLogsCursor"]
+    while older:
+        page = server.client.get(f"/api/workers/{worker_id}/logs", params={"before": older}).json()
+        lines = [line["message"] for line in page["logs"]] + lines
+        older = page["nextBefore"]
+    return lines
+
+
+def test_two_bridges_on_one_machine_keep_each_studys_order_and_a_later_run_comes_after(
+    server: LiveServer,
+) -> None:
+    machine = "198.51.100.30"  # `goliat parallel`: two studies, one machine id
+    first, second = WebGUIBridge(server.url, machine), WebGUIBridge(server.url, machine)
+    first.start()
+    second.start()
+    for i in range(200):
+        first.enqueue({"type": "status", "message": f"A {i:03d}", "log_type": "info"})
+        second.enqueue({"type": "status", "message": f"B {i:03d}", "log_type": "info"})
+    first.stop(timeout=20)
+    second.stop(timeout=20)
+    assert first.dropped == second.dropped == 0
+    worker = wait_for(lambda: (server.client.get("/api/workers").json() or [None])[0])
+    assert server.client.get(f"/api/workers/{worker['id']}").json()["concurrentStudies"] == 2
+
+    server.clock.advance(30)  # the next `goliat study` on the machine, once both have ended
+    later = WebGUIBridge(server.url, machine)
+    later.start()
+    for i in range(50):
+        later.enqueue({"type": "status", "message": f"C {i:03d}", "log_type": "info"})
+    later.stop(timeout=20)
+
+    lines = _all_lines(server, worker["id"])
+    assert [line for line in lines if line.startswith("A")] == [f"A {i:03d}" for i in range(200)]
+    assert [line for line in lines if line.startswith("B")] == [f"B {i:03d}" for i in range(200)]
+    assert lines[400:] == [f"C {i:03d}" for i in range(50)]
+    assert server.client.get(f"/api/workers/{worker['id']}").json()["concurrentStudies"] == 1

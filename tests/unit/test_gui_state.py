@@ -1,16 +1,13 @@
-"""How GUI messages change a worker's state, and the packed log order, without a database."""
+"""How GUI messages change a worker's state, without a database (log order: test_log_order.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from goliat_monitor.domain import gui_state
 from goliat_monitor.domain.gui_state import (
-    MAX_POSITION,
     Ending,
     Interpretation,
     LogLine,
@@ -18,20 +15,13 @@ from goliat_monitor.domain.gui_state import (
     interpret,
     is_online,
     offline_after,
-    order_key,
     percent,
     reopens_run,
-    run_for_batch,
-    sequence_range,
     status_after,
 )
 from goliat_monitor.domain.models import EXIT_CODE_OUT_OF_MEMORY, FAILED_STUDY_MESSAGE, WorkerStatus
 
 NOW = 1_000_000.0
-
-runs = st.integers(min_value=0, max_value=(1 << 20) - 1)
-sequences = st.integers(min_value=0, max_value=2**31 - 1)
-positions = st.integers(min_value=0, max_value=MAX_POSITION)
 
 
 # -- percent and log types ---------------------------------------------------------------------
@@ -209,74 +199,6 @@ LOGS = Interpretation(logs=(LogLine("m", "info", 0.0),))
 )
 def test_status_after(current: str, result: Interpretation, reopen: bool, expected: str) -> None:
     assert status_after(current, result, reopen=reopen) == expected
-
-
-def test_a_reused_sequence_starts_a_new_run() -> None:
-    assert run_for_batch(current_run=4, sequence_taken=False) == 4
-    assert run_for_batch(current_run=4, sequence_taken=True) == 5
-
-
-# -- log order ---------------------------------------------------------------------------------
-
-
-@given(st.tuples(runs, sequences, positions), st.tuples(runs, sequences, positions))
-def test_order_keys_sort_like_their_triples(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
-    assert (order_key(*a) < order_key(*b)) == (a < b)
-    assert (order_key(*a) == order_key(*b)) == (a == b)
-
-
-def test_the_largest_key_fits_a_signed_64_bit_column() -> None:
-    largest = order_key((1 << 20) - 1, 2**31 - 1, MAX_POSITION)
-    assert 0 < largest < 2**63
-
-
-@given(runs, sequences, st.integers(min_value=MAX_POSITION, max_value=100_000))
-def test_positions_past_the_limit_stay_inside_their_sequence(run: int, sequence: int, position: int) -> None:
-    low, high = sequence_range(run, sequence)
-    assert order_key(run, sequence, position) == high
-    assert low <= high
-    if sequence < 2**31 - 1:
-        assert high < sequence_range(run, sequence + 1)[0]
-
-
-@given(runs, sequences, positions)
-def test_sequence_range_holds_exactly_that_sequences_keys(run: int, sequence: int, position: int) -> None:
-    low, high = sequence_range(run, sequence)
-    assert low <= order_key(run, sequence, position) <= high
-    if sequence > 0:
-        assert order_key(run, sequence - 1, MAX_POSITION) < low
-    if sequence < 2**31 - 1:
-        assert order_key(run, sequence + 1, 0) > high
-    if run > 0:
-        assert not low <= order_key(run - 1, sequence, position) <= high
-
-
-def _store(batches: list[tuple[int, list[str]]]) -> list[str]:
-    """Apply the ingest rules to batches in arrival order; the lines as an ordered index returns them.
-
-    This is how `db.queries` uses these functions: a batch whose sequence already has lines in the
-    current run belongs to the next run.
-    """
-    stored: list[tuple[int, str]] = []
-    run = 0
-    for sequence, lines in batches:
-        low, high = sequence_range(run, sequence)
-        taken = any(low <= key <= high for key, _ in stored)
-        run = run_for_batch(current_run=run, sequence_taken=taken)
-        stored.extend((order_key(run, sequence, position), line) for position, line in enumerate(lines))
-    return [line for _, line in sorted(stored, key=lambda item: item[0])]
-
-
-@given(st.permutations(range(6)))
-def test_batches_arriving_out_of_order_are_read_in_sequence_order(arrival: list[int]) -> None:
-    batches = [(sequence, [f"{sequence}.{n}" for n in range(3)]) for sequence in arrival]
-    assert _store(batches) == [f"{sequence}.{n}" for sequence in range(6) for n in range(3)]
-
-
-def test_a_restarted_run_reads_after_the_previous_one() -> None:
-    first = [(0, ["a0"]), (2, ["a2"]), (1, ["a1"])]
-    second = [(0, ["b0"]), (1, ["b1"])]  # GOLIAT restarted: sequence begins at 0 again
-    assert _store(first + second) == ["a0", "a1", "a2", "b0", "b1"]
 
 
 # -- liveness ----------------------------------------------------------------------------------

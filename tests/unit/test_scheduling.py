@@ -7,7 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from goliat_monitor.domain.models import EXIT_CODE_OUT_OF_MEMORY, AssignmentStatus, StudyStatus
-from goliat_monitor.domain.scheduling import AssignmentView, FailurePolicy, after_failure, summarize_study
+from goliat_monitor.domain.scheduling import (
+    AssignmentView,
+    FailurePolicy,
+    after_failure,
+    config_warnings,
+    summarize_study,
+)
 
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = (
     AssignmentStatus.PENDING,
@@ -161,3 +167,28 @@ def test_summary_invariants(views: list[AssignmentView], cancelled: bool) -> Non
         assert summary.master_progress == 100.0
     if any(v.status == RUNNING for v in views):
         assert summary.status == StudyStatus.RUNNING
+
+
+# -- configs a worker cannot resolve -----------------------------------------------------------
+
+CHILD = {"extends": "base_config", "frequencies_mhz": [700]}
+
+
+def test_a_missing_extends_parent_is_one_warning_naming_its_assignments() -> None:
+    warnings = config_warnings(
+        [(0, "PENDING", CHILD), (1, "RUNNING", CHILD), (2, "PENDING", {"frequencies_mhz": [900]})], {}
+    )
+    assert len(warnings) == 1
+    assert warnings[0].startswith("Assignments 0, 1: parent config 'base_config'")
+    assert "parentConfigs" in warnings[0]
+
+
+def test_a_parent_the_server_has_is_found_as_goliat_finds_it() -> None:
+    assert config_warnings([(0, "PENDING", CHILD)], {"base_config.json": {"a": 1}}) == []
+
+
+def test_finished_assignments_are_not_warned_about_and_long_lists_are_cut() -> None:
+    assert config_warnings([(0, "COMPLETED", CHILD), (1, "CANCELLED", CHILD)], {}) == []
+    many = config_warnings([(i, "PENDING", CHILD) for i in range(12)], {})
+    assert many[0].startswith("Assignments 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 2 more:")
+    assert config_warnings([(3, "FAILED", CHILD)], {})[0].startswith("Assignment 3:")

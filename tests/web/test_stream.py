@@ -46,8 +46,9 @@ def test_log_lines_are_pushed_only_to_pages_that_follow_the_worker(server: LiveS
     ):
         follower.until(lambda e: e.event == "hello")
         other.until(lambda e: e.event == "hello")
+        first = log_batch(0, [("first", "warning")])
         gui(server.client, log_batch(1, [("second", "info")]))
-        gui(server.client, log_batch(0, [("first", "warning")]))
+        gui(server.client, first)
         lines: list[dict[str, str]] = []
         while len(lines) < 2:
             event = follower.until(lambda e: e.event == "logs")[-1]

@@ -71,10 +71,18 @@ workers = Table(
     Column("last_progress_at", Float),
     Column("last_sample_at", Float),
     Column("current_assignment_id", String(36)),
-    # Log ordering: the GOLIAT run counter (a new run restarts `sequence` at 0) and the highest
-    # sequence seen in the current run.
-    Column("log_run", Integer, nullable=False, server_default="0"),
-    Column("log_max_sequence", BigInteger, nullable=False, server_default="-1"),
+    # The last ending's time and exit code, so the "finished with errors" GOLIAT sends after a
+    # memory_error is known for what it is even when the machine has claimed the retry since.
+    Column("ended_at", Float),
+    Column("ended_exit_code", Integer),
+    # GOLIAT's send time of the newest progress values shown: older ones arrive late, not newer.
+    Column("progress_sent_at", Float),
+    Column("stage_sent_at", Float),
+    # Log ordering (domain.gui_state.place_batch): the floor no new line sorts below, the newest
+    # line time stored, and the bridges (`sequence` streams) heard from lately, as JSON.
+    Column("log_floor", Float),
+    Column("log_newest", Float),
+    Column("log_streams", Text),
     Index(
         "uq_workers_live_session",
         "machine_id",
@@ -93,7 +101,7 @@ log_lines = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("worker_id", String(36), ForeignKey("workers.id", ondelete="CASCADE"), nullable=False),
-    # (run, sequence, position) packed into one sortable integer; see domain.logs.order_key.
+    # (production time, sequence) packed into one sortable integer; see domain.gui_state.order_key.
     Column("ord", BigInteger, nullable=False),
     Column("ts", Float, nullable=False),
     Column("log_type", String(16), nullable=False),

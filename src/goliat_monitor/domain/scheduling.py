@@ -5,9 +5,11 @@ Pure functions over plain values; the database layer applies them inside its tra
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from goliat_monitor.domain.campaign import ConfigError, merge_extends
 from goliat_monitor.domain.models import EXIT_CODE_OUT_OF_MEMORY, AssignmentStatus, StudyStatus
 
 
@@ -86,3 +88,38 @@ def summarize_study(assignments: Iterable[AssignmentView], *, cancelled: bool) -
     else:
         status = StudyStatus.PENDING
     return StudySummary(status, len(items), counts, round(master, 4))
+
+
+STILL_TO_RUN = frozenset({AssignmentStatus.PENDING, AssignmentStatus.RUNNING, AssignmentStatus.FAILED})
+"""Assignments a worker may still run (a failed one can be retried), so a broken config matters."""
+
+
+def config_warnings(
+    assignments: Iterable[tuple[int, str, Mapping[str, Any]]], parents: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """Why a worker would fail on some assignments before it tries: `extends` it cannot resolve.
+
+    `assignments` are (index, status, split config). GOLIAT's worker writes only the split config
+    to disk and never ships the parent it extends, so a parent the study's `parentConfigs` lacks
+    fails every such assignment on the machine. One warning per distinct problem, naming the
+    assignments it hits.
+    """
+    hit: dict[str, list[int]] = {}
+    for index, status, config in assignments:
+        if status not in STILL_TO_RUN or "extends" not in config:
+            continue
+        try:
+            merge_extends(config, parents)
+        except ConfigError as exc:
+            hit.setdefault(str(exc), []).append(index)
+    return [
+        f"{_indexes(indexes)}: {problem}. A worker gets only the parents this server holds, so these"
+        " will fail until the parent is added to the study's parentConfigs."
+        for problem, indexes in hit.items()
+    ]
+
+
+def _indexes(indexes: list[int]) -> str:
+    shown = ", ".join(str(i) for i in indexes[:10])
+    more = f" and {len(indexes) - 10} more" if len(indexes) > 10 else ""
+    return f"Assignment{'s' if len(indexes) > 1 else ''} {shown}{more}"

@@ -15,8 +15,9 @@ from goliat_monitor.db.queries.assignments import AssignmentWithStudy
 from goliat_monitor.db.queries.common import AnyRow, Clock, is_online
 from goliat_monitor.db.queries.studies import StudyDetail, StudyListing
 from goliat_monitor.db.queries.workers import LogPage, WorkerDetail, log_cursor
+from goliat_monitor.domain import gui_state
 from goliat_monitor.domain.models import AssignmentStatus, WorkerStatus
-from goliat_monitor.domain.scheduling import StudySummary
+from goliat_monitor.domain.scheduling import StudySummary, config_warnings
 from goliat_monitor.server.overview import facets as overview_facets
 
 STUDY_EVENTS_SHOWN = 300
@@ -44,7 +45,7 @@ def worker(row: Mapping[Any, Any], clock: Clock) -> dict[str, Any]:
     online = is_online(row, clock)
     status = row["status"] if online and not row["is_stale"] else WorkerStatus.OFFLINE
     has_state = (
-        row["last_progress_at"] is not None or row["stage"] is not None or row["log_max_sequence"] >= 0
+        row["last_progress_at"] is not None or row["stage"] is not None or row["log_newest"] is not None
     )
     return {
         "id": row["id"],
@@ -64,6 +65,10 @@ def worker(row: Mapping[Any, Any], clock: Clock) -> dict[str, Any]:
         "createdAt": iso(row["created_at"]),
         "updatedAt": iso(row["updated_at"]),
         "lastProgressAt": iso(row["last_progress_at"]),
+        # `goliat parallel`: studies sending logs under this one machine id right now.
+        "concurrentStudies": gui_state.concurrent_studies(
+            gui_state.streams_from_json(row["log_streams"]), now=clock.now
+        ),
         "guiState": {
             "progress": row["progress"],
             "stageProgress": row["stage_progress"],
@@ -198,6 +203,10 @@ def super_study(detail: StudyDetail) -> dict[str, Any]:
         "assignments": [assignment(row) for row in detail.assignments],
     }
     data["events"] = [assignment_event(row) for row in detail.events]
+    data["warnings"] = config_warnings(
+        ((row["index"], row["status"], row["split_config"] or {}) for row in detail.assignments),
+        detail.row["parent_configs"] or {},
+    )
     if detail.estimate is not None:
         data["eta"] = iso(detail.estimate.finish_at)
         data["etaSeconds"] = detail.estimate.eta_seconds

@@ -9,6 +9,7 @@ through `Raw` (no SQLAlchemy compilation per message) and each one is covered by
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, tuple_, update
@@ -214,7 +215,22 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
         # its late messages must not touch the new run.
         raise Conflict(f"Assignment {claimed_for} is no longer running on this worker; stop it")
     message = update_["message"]
-    result = gui_state.interpret(message, now=clock.now, sent_at=update_.get("timestamp"))
+    sent_at = update_.get("timestamp")
+    result = gui_state.interpret(message, now=clock.now, sent_at=sent_at)
+    stamp_column = gui_state.PROGRESS_STAMPS.get(message["type"])
+    if stamp_column and sent_at is not None:
+        if gui_state.is_stale(sent_at, worker[stamp_column]):
+            result = replace(result, changes={})  # still a sign of life, but the bar stays
+        else:
+            result = replace(result, changes={**result.changes, stamp_column: sent_at})
+    if result.ending is not None and gui_state.echoes_ending(
+        result.ending,
+        previous_exit_code=worker["ended_exit_code"],
+        ended_at=worker["ended_at"],
+        now=clock.now,
+        grace_s=clock.finish_grace_s,
+    ):
+        result = replace(result, ending=None)
     values: dict[str, Any] = {"last_seen": clock.now, "updated_at": clock.now, **result.changes}
 
     reopen = gui_state.reopens_run(
@@ -245,6 +261,10 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
     if result.ending is not None:
         values["finished_at"] = clock.now
         values["current_assignment_id"] = None
+        values["ended_at"] = clock.now
+        values["ended_exit_code"] = result.ending.exit_code
+        # The next run's progress starts afresh, whatever its clock says.
+        values["progress_sent_at"] = values["stage_sent_at"] = None
         if not result.ending.failed:
             values["progress"] = 100.0
         if assignment_id:
@@ -267,43 +287,32 @@ def _store_logs(
     values: dict[str, Any],
     clock: Clock,
 ) -> None:
-    run = worker["log_run"]
-    max_sequence = worker["log_max_sequence"]
+    """Insert a batch's lines under time-ordered keys; the order state goes into `values`.
+
+    No lookup: the keys come from the lines' own times and the worker row already read.
+    """
+    order = gui_state.LogOrder(
+        worker["log_floor"], worker["log_newest"], gui_state.streams_from_json(worker["log_streams"])
+    )
+    placed = gui_state.place_batch(
+        order, [line.timestamp for line in result.logs], result.sequence, now=clock.now
+    )
     warnings, errors = gui_state.count_logs(result.logs)
     warning_count, error_count = worker["warning_count"], worker["error_count"]
-    if result.sequence is not None:
-        low, high = gui_state.sequence_range(run, result.sequence)
-        taken = Raw(conn).scalar(
-            "SELECT 1 FROM log_lines WHERE worker_id = :worker_id AND ord BETWEEN :low AND :high LIMIT 1",
-            {"worker_id": worker["id"], "low": low, "high": high},
-        )
-        new_run = gui_state.run_for_batch(current_run=run, sequence_taken=bool(taken))
-        if new_run != run:
-            run, max_sequence = new_run, -1
-            warning_count = error_count = 0
-            values["log_run"] = run
-        sequence = result.sequence
-        max_sequence = max(max_sequence, sequence)
-        base = 0
-    else:
-        # A single `status` line (older clients) or a batch without sequence: after the newest batch.
-        sequence = max(max_sequence, 0)
-        base = gui_state.MAX_POSITION
-    values["log_max_sequence"] = max_sequence
+    if placed.later_run:
+        warning_count = error_count = 0  # counted per run, as GOLIAT's window counts them
+    values["log_floor"] = placed.order.floor
+    values["log_newest"] = placed.order.newest
+    if placed.order.streams != order.streams:
+        values["log_streams"] = gui_state.streams_to_json(placed.order.streams)
     values["warning_count"] = warning_count + warnings
     values["error_count"] = error_count + errors
     Raw(conn).insert(
         "log_lines",
         ("worker_id", "ord", "ts", "log_type", "message"),
         [
-            (
-                worker["id"],
-                gui_state.order_key(run, sequence, base + position),
-                line.timestamp,
-                line.log_type,
-                line.message,
-            )
-            for position, line in enumerate(result.logs)
+            (worker["id"], key, line.timestamp, line.log_type, line.message)
+            for key, line in zip(placed.keys, result.logs, strict=True)
         ],
     )
 

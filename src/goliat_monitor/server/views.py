@@ -310,7 +310,7 @@ def worker_view(worker: dict[str, Any], *, now: float, stalled_after_s: float) -
     light = "amber" if stalled else LIGHTS.get(status, "red")
     name = worker.get("machineLabel") or worker.get("hostname") or worker.get("machineId") or worker["id"]
     view = {**worker, "stalled": stalled, "light": light, "displayName": name}
-    view["summary"] = summary_line(worker.get("guiState"), worker["storedStatus"])
+    view["summary"] = summary_line(worker.get("guiState"), worker.get("storedStatus") or status)
     view["overview"] = overview_facets(view, last_seen=parse_iso(worker.get("lastSeen")))
     return view
 

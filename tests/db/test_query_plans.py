@@ -1,7 +1,8 @@
 """What a GOLIAT message costs must not grow with history: every statement it runs uses an index.
 
 Every SQLite connection records the statements a whole GOLIAT run makes (heartbeats, claim,
-progress, log batches, legacy status lines, finished), and each is then explained: a full scan
+progress, log batches, legacy status lines, the agent's timings and disk figures, finished, and
+the reads of a worker page's charts and Timings tabs), and each is then explained: a full scan
 of any table would make every message slower as a campaign goes on.
 """
 
@@ -61,9 +62,14 @@ def test_a_goliat_run_never_scans_a_table(make_server: Callable[..., LiveServer]
     server = make_server()  # after the recorder: its connections all trace
     study = create_study(server.client, count=2)
     heartbeat(server.client)  # a first message creates the session; the rest find it
+    worker_id = server.client.get("/api/workers").json()[0]["id"]
     recorder.on = True
     try:
         assert heartbeat(server.client, gpuName="RTX", cpuCores=8).status_code == 200
+        assert (
+            heartbeat(server.client, cpuPercent=20.0, diskReadMBps=1.5, pageFaultsPerSec=9.0).status_code
+            == 200
+        )
         claimed = server.client.post(
             f"/api/assignments/{study['assignments'][0]['id']}/claim", json={"machineId": MACHINE}
         )
@@ -92,9 +98,21 @@ def test_a_goliat_run_never_scans_a_table(make_server: Callable[..., LiveServer]
             ).status_code
             == 200
         )
+        timing = {
+            "type": "timing",
+            "phase": "run",
+            "subtask": "isolve_execution",
+            "seconds": 8.5,
+            "simulation": 1,
+        }
+        assert gui(server.client, timing).status_code == 200
+        assert server.client.get(f"/api/workers/{worker_id}/timings").json()["sampleCount"] == 1
         assert gui(server.client, {"type": "eta", "seconds": 120}).status_code == 200
         assert gui(server.client, log_batch(0, [("a new run starts", "info")])).status_code == 200
         assert gui(server.client, {"type": "finished", "message": "done"}).status_code == 200
+        # Idle: the timings shown are those of the run with the newest timing.
+        assert server.client.get(f"/api/workers/{worker_id}/timings").json()["sampleCount"] == 1
+        assert server.client.get(f"/api/workers/{worker_id}/samples").status_code == 200
         assert heartbeat(server.client).status_code == 200
         # Back after being offline: a new session, which takes over the old session's assignments.
         server.clock.advance(server.settings.offline_after_s * 3)

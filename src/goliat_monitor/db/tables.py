@@ -122,7 +122,32 @@ worker_samples = Table(
     Column("gpu_percent", Float),
     Column("vram_used_gb", Float),
     Column("vram_total_gb", Float),
+    # Disk I/O from the agent's heartbeats (MB/s, 2**20 bytes) and GOLIAT's ETA at a progress
+    # sample, for the Disk I/O and Time Remaining charts.
+    Column("disk_read_mbps", Float),
+    Column("disk_write_mbps", Float),
+    Column("page_faults_per_sec", Float),
+    Column("eta_seconds", Float),
     Index("ix_worker_samples_worker_ts", "worker_id", "ts"),
+)
+
+# One duration GOLIAT's profiler measured (an agent `timing` message), for the Timings tabs.
+timing_samples = Table(
+    "timing_samples",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("worker_id", String(36), ForeignKey("workers.id", ondelete="CASCADE"), nullable=False),
+    # The assignment the worker ran, None for a study started outside a super study; a run's
+    # timings are read by it, so an agent's second assignment starts a fresh table.
+    Column("assignment_id", String(36)),
+    Column("ts", Float, nullable=False),
+    Column("phase", String(64), nullable=False),
+    Column("subtask", String(255)),
+    Column("seconds", Float, nullable=False),
+    Column("simulation", Integer),
+    Index("ix_timing_samples_worker_run", "worker_id", "assignment_id", "id"),
+    # The newest sample of a worker says which run its page shows once the worker is idle.
+    Index("ix_timing_samples_worker_id", "worker_id", "id"),
 )
 
 worker_messages = Table(

@@ -25,7 +25,7 @@ PROGRESS_TYPES = frozenset({"overall_progress", "stage_progress", "simulation_de
 """Messages that say a study is running right now."""
 
 KEPT_TYPES_EXCLUDED = frozenset(
-    {"overall_progress", "stage_progress", "log_batch", "status", "profiler_update"}
+    {"overall_progress", "stage_progress", "log_batch", "status", "profiler_update", "timing"}
 )
 """Types stored in their own tables; every other message is also kept verbatim."""
 
@@ -131,6 +131,8 @@ def interpret(message: Mapping[str, Any], *, now: float, sent_at: float | None =
         if exit_code is None and kind == "memory_error":
             exit_code = EXIT_CODE_OUT_OF_MEMORY
         return Interpretation(ending=Ending(True, message.get("message"), exit_code), keep=True)
+    if kind == "timing":
+        return Interpretation()  # the agent's profiler durations have their own table
     return Interpretation(keep=True)
 
 

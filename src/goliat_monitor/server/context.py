@@ -41,6 +41,8 @@ class ServerContext:
             self.events.publish("study", {"id": study_id})
         for worker_id in changes.log_workers:
             self.events.publish("logs", {"id": worker_id})
+        for worker_id in changes.timing_workers:
+            self.events.publish("timings", {"id": worker_id})
 
 
 async def get_context(request: Request) -> ServerContext:

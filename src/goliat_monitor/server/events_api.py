@@ -64,6 +64,9 @@ async def replay(hub: Hub, client: Client, last: tuple[str, int, int]) -> list[b
             batches.setdefault(line.worker_id, []).append(views.log_line(line))
     for worker_id, batch in batches.items():
         out.append(encode("logs", {"workerId": worker_id, "lines": batch}))
+    timed = {e.data.get("id") for e in missed if e.kind == "timings"}
+    for worker_id in sorted(client.workers & timed):
+        out.append(encode("timings", {"workerId": worker_id}))
     for study_id, study in found.items():
         if study is None:
             out.append(encode("study", {"id": study_id, "deleted": True}))
@@ -87,7 +90,8 @@ async def events(
         None, alias="lastEventId", max_length=64, description="Resume point of a freshly rendered page"
     ),
 ) -> EventSourceResponse:
-    """Server-Sent Events: `worker`, `logs`, `study`, `assignments`, `results`, `resync`, `hello`.
+    """Server-Sent Events: `worker`, `timings`, `logs`, `study`, `assignments`, `results`, `resync`,
+    `hello`.
 
     Honours `Last-Event-ID` (EventSource sends it when it reconnects) and sends a comment every
     `PING_INTERVAL_S` so proxies keep the connection open.

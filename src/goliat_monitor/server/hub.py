@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 WORKER_INTERVAL_S = 0.25
 """Shortest time between two pushes of one worker card (at most 4 per second)."""
 LOG_INTERVAL_S = 0.2
+TIMINGS_INTERVAL_S = 1.0
+"""Shortest time between two "new timings" notices of one worker: its page re-reads the tabs."""
 FLUSH_GAP_S = 0.05
 """Shortest time between two flushes, so one database read serves a burst from many workers."""
 STUDY_INTERVAL_S = 1.0
@@ -73,6 +75,8 @@ class Hub:
         self._dirty_workers: set[str] = set()
         self._dirty_studies: set[str] = set()
         self._dirty_results: dict[str, dict[str, Any]] = {}
+        self._dirty_timings: set[str] = set()
+        self._last_timings_push: dict[str, float] = {}
         self._logs_dirty = False
         self._last_worker_push: dict[str, float] = {}
         self._last_study_push: dict[str, float] = {}
@@ -230,6 +234,7 @@ class Hub:
         due += [self._last_worker_push.get(w, 0.0) + WORKER_INTERVAL_S for w in self._dirty_workers]
         due += [self._last_study_push.get(s, 0.0) + STUDY_INTERVAL_S for s in self._dirty_studies]
         due += [self._last_study_push.get(s, 0.0) + STUDY_INTERVAL_S for s in self._dirty_results]
+        due += [self._last_timings_push.get(w, 0.0) + TIMINGS_INTERVAL_S for w in self._dirty_timings]
         if self._logs_dirty:
             due.append(self._last_log_push + LOG_INTERVAL_S)
         return max(0.0, min(due) - now, self._last_flush + FLUSH_GAP_S - now)
@@ -247,16 +252,20 @@ class Hub:
             self._dirty_studies.add(item_id)
         elif event.kind == "results":
             self._dirty_results[item_id] = dict(event.data)
+        elif event.kind == "timings":
+            self._dirty_timings.add(item_id)
 
     def _clear_dirty(self) -> None:
         self._dirty_workers.clear()
         self._dirty_studies.clear()
         self._dirty_results.clear()
+        self._dirty_timings.clear()
         self._logs_dirty = False
 
     async def _flush(self) -> None:
         """Push what is due: one read for the workers, one for the logs, one per study."""
         now = time.monotonic()
+        self._push_timing_notices(now)
         workers = {
             w for w in self._dirty_workers if now - self._last_worker_push.get(w, 0.0) >= WORKER_INTERVAL_S
         }
@@ -339,6 +348,18 @@ class Hub:
                 Frame(encode("results", data, event_id=self.position()), topic=("study", study_id))
             )
 
+    def _push_timing_notices(self, now: float) -> None:
+        """A light `timings` frame per worker with new profiler timings: no read here, since only
+        the pages that show that worker want it, and they fetch the tabs themselves."""
+        due = {
+            w for w in self._dirty_timings if now - self._last_timings_push.get(w, 0.0) >= TIMINGS_INTERVAL_S
+        }
+        self._dirty_timings -= due
+        for worker_id in due:
+            self._last_timings_push[worker_id] = now
+            frame = encode("timings", {"workerId": worker_id}, event_id=self.position())
+            self.broadcast(Frame(frame, topic=("timings", worker_id)))
+
     def _push_lines(self, lines: list[AnyRow], followers: set[str]) -> None:
         """Send new lines per worker; remember skipped row ids that may still commit (PostgreSQL)."""
         assert self._log_hw is not None
@@ -368,7 +389,7 @@ class Hub:
     async def _check_liveness(self) -> None:
         """Publish a `worker` event for each worker whose light changed with the passing of time."""
         horizon = time.monotonic() - 10 * STUDY_INTERVAL_S
-        for pushes in (self._last_worker_push, self._last_study_push):
+        for pushes in (self._last_worker_push, self._last_study_push, self._last_timings_push):
             for key in [k for k, at in pushes.items() if at < horizon]:
                 del pushes[key]
         clock = self.context.clock()

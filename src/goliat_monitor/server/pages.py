@@ -382,7 +382,7 @@ async def worker_page(
     return _render(
         request,
         "worker.html",
-        title=view["displayName"],
+        title=f"{view['summary']} · {view['displayName']}",
         worker=view,
         gui=gui,
         logs=logs,

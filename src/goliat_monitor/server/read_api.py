@@ -101,11 +101,23 @@ async def worker_samples(
     minutes: float = Query(60, gt=0, le=60 * 24 * 30),
     context: ServerContext = Depends(get_context),
 ) -> list[dict[str, Any]]:
-    """The progress and utilisation time series of a worker, for charts."""
+    """The progress, time remaining, utilisation and disk I/O time series of a worker, for charts."""
     since = context.now() - minutes * 60
 
     def read(conn: Connection) -> list[dict[str, Any]]:
         return [views.sample(row) for row in worker_queries.worker_samples_since(conn, worker_id, since)]
+
+    return await context.db.read(read)
+
+
+@router.get("/workers/{worker_id}/timings")
+async def worker_timings(worker_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """GOLIAT's Timings tabs for the worker's current run: the statistics table, the pies and the
+    one-line summary of its window title. The current run is the assignment the worker runs, else
+    the run its newest timing came from."""
+
+    def read(conn: Connection) -> dict[str, Any]:
+        return views.timings(worker_queries.current_run_timings(conn, worker_id))
 
     return await context.db.read(read)
 

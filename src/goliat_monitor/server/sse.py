@@ -35,7 +35,8 @@ def encode(event: str, data: Any, *, event_id: str | None = None, retry: int | N
 class Frame:
     body: bytes
     topic: tuple[str, str] | None = None
-    """None: for every page; ("worker" | "logs" | "study", id): only for pages that follow it."""
+    """None: for every page; ("worker" | "timings" | "logs" | "study", id): only for pages that follow
+    it ("timings": only pages of that one worker, not the overview that follows them all)."""
 
 
 RESYNC = Frame(encode("resync", {}))
@@ -62,6 +63,8 @@ class Client:
         kind, key = frame.topic
         if kind == "worker":
             return self.all_workers or key in self.workers
+        if kind == "timings":
+            return key in self.workers
         return key in (self.log_workers if kind == "logs" else self.studies)
 
     def offer(self, frame: Frame) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 from goliat_monitor.db.queries.assignments import AssignmentWithStudy
 from goliat_monitor.db.queries.common import AnyRow, Clock, is_online
 from goliat_monitor.db.queries.studies import StudyDetail, StudyListing
-from goliat_monitor.db.queries.workers import LogPage, WorkerDetail, log_cursor
+from goliat_monitor.db.queries.workers import LogPage, RunTimings, WorkerDetail, log_cursor
 from goliat_monitor.domain import gui_state
+from goliat_monitor.domain import timings as timing_views
 from goliat_monitor.domain.models import AssignmentStatus, WorkerStatus
 from goliat_monitor.domain.scheduling import StudySummary, config_warnings
 from goliat_monitor.server.overview import facets as overview_facets
@@ -128,6 +129,67 @@ def sample(row: Mapping[Any, Any]) -> dict[str, Any]:
         "gpuPercent": row["gpu_percent"],
         "vramUsedGB": row["vram_used_gb"],
         "vramTotalGB": row["vram_total_gb"],
+        "diskReadMBps": row["disk_read_mbps"],
+        "diskWriteMBps": row["disk_write_mbps"],
+        "pageFaultsPerSec": row["page_faults_per_sec"],
+        "etaSeconds": row["eta_seconds"],
+    }
+
+
+def summary_line(gui: Mapping[str, Any] | None, stored_status: str) -> str:
+    """GOLIAT's window title for a worker (`[61%] Sim 23/36 · Running`), from its API `guiState`."""
+    state = gui or {}
+    return timing_views.summary_line(
+        progress=state.get("progress"),
+        simulation_count=state.get("simulationCount"),
+        total_simulations=state.get("totalSimulations"),
+        finished=state.get("finishedAt") is not None,
+        failed=stored_status == WorkerStatus.ERROR,
+    )
+
+
+def timings(run: RunTimings) -> dict[str, Any]:
+    """`GET /api/workers/{id}/timings`: GOLIAT's Timings and Timings Piecharts tabs and its title."""
+    samples = [timing_views.TimingSample(row.phase, row.subtask, row.seconds) for row in run.samples]
+    row = run.worker
+    summary = timing_views.summary_line(
+        progress=row["progress"],
+        simulation_count=row["simulation_count"],
+        total_simulations=row["total_simulations"],
+        finished=row["finished_at"] is not None,
+        failed=row["status"] == WorkerStatus.ERROR,
+    )
+    return {
+        "workerId": row["id"],
+        "assignmentId": run.assignment_id,
+        "sampleCount": len(samples),
+        "table": [
+            {
+                "phase": r.phase,
+                "subtask": r.subtask,
+                "count": r.count,
+                "mean": r.mean,
+                "median": r.median,
+                "min": r.minimum,
+                "max": r.maximum,
+                "p10": r.p10,
+                "p25": r.p25,
+                "p75": r.p75,
+                "p90": r.p90,
+            }
+            for r in timing_views.timings_table(samples)
+        ],
+        "pies": [
+            {
+                "title": pie.title,
+                "slices": [
+                    {"key": part.key, "label": part.label, "seconds": part.seconds, "percent": part.percent}
+                    for part in pie.slices
+                ],
+            }
+            for pie in timing_views.pie_charts(samples)
+        ],
+        "summary": summary,
     }
 
 
@@ -258,6 +320,7 @@ def worker_view(worker: dict[str, Any], *, now: float, stalled_after_s: float) -
     light = "amber" if stalled else LIGHTS.get(status, "red")
     name = worker.get("machineLabel") or worker.get("hostname") or worker.get("machineId") or worker["id"]
     view = {**worker, "stalled": stalled, "light": light, "displayName": name}
+    view["summary"] = summary_line(worker.get("guiState"), worker.get("storedStatus") or status)
     view["overview"] = overview_facets(view, last_seen=parse_iso(worker.get("lastSeen")))
     return view
 

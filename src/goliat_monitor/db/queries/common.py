@@ -39,11 +39,14 @@ class Changes:
     workers: set[str] = field(default_factory=set)
     studies: set[str] = field(default_factory=set)
     log_workers: set[str] = field(default_factory=set)
+    timing_workers: set[str] = field(default_factory=set)
+    """Workers with new profiler timings: their pages re-read the Timings tabs."""
 
     def merge(self, other: Changes) -> None:
         self.workers |= other.workers
         self.studies |= other.studies
         self.log_workers |= other.log_workers
+        self.timing_workers |= other.timing_workers
 
 
 BACK_TO_PENDING: dict[str, Any] = {

@@ -167,12 +167,16 @@ def record_heartbeat(conn: Connection, beat: Mapping[Any, Any], clock: Clock) ->
         "gpu_percent": beat.get("gpuPercent"),
         "vram_used_gb": beat.get("vramUsedGB"),
         "vram_total_gb": beat.get("vramTotalGB"),
+        "disk_read_mbps": beat.get("diskReadMBps"),
+        "disk_write_mbps": beat.get("diskWriteMBps"),
+        "page_faults_per_sec": beat.get("pageFaultsPerSec"),
     }
     if any(value is not None for value in metrics.values()):
         raw.run(
             "INSERT INTO worker_samples (worker_id, ts, cpu_percent, ram_percent, gpu_percent, vram_used_gb,"
-            " vram_total_gb) VALUES (:worker_id, :ts, :cpu_percent, :ram_percent, :gpu_percent,"
-            " :vram_used_gb, :vram_total_gb)",
+            " vram_total_gb, disk_read_mbps, disk_write_mbps, page_faults_per_sec) VALUES (:worker_id, :ts,"
+            " :cpu_percent, :ram_percent, :gpu_percent, :vram_used_gb, :vram_total_gb, :disk_read_mbps,"
+            " :disk_write_mbps, :page_faults_per_sec)",
             {"worker_id": worker["id"], "ts": clock.now, **metrics},
         )
     renew_lease(conn, worker, clock)
@@ -245,7 +249,10 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
     if result.logs:
         _store_logs(conn, worker, result, values, clock)
         changes.log_workers.add(worker["id"])
-    if result.keep:
+    if message["type"] == "timing":
+        _store_timing(conn, worker, message, update_.get("assignmentId"), clock)
+        changes.timing_workers.add(worker["id"])
+    elif result.keep:
         conn.execute(
             insert(worker_messages).values(
                 worker_id=worker["id"], ts=clock.now, type=message["type"], payload=dict(message)
@@ -317,20 +324,47 @@ def _store_logs(
     )
 
 
+def _store_timing(
+    conn: Connection,
+    worker: Mapping[Any, Any],
+    message: Mapping[str, Any],
+    claimed_for: str | None,
+    clock: Clock,
+) -> None:
+    """Keep one profiler duration under the run it belongs to: the assignment the agent names, else
+    the one the worker holds (a study started by hand has neither)."""
+    Raw(conn).run(
+        "INSERT INTO timing_samples (worker_id, assignment_id, ts, phase, subtask, seconds, simulation)"
+        " VALUES (:worker_id, :assignment_id, :ts, :phase, :subtask, :seconds, :simulation)",
+        {
+            "worker_id": worker["id"],
+            "assignment_id": claimed_for or worker["current_assignment_id"],
+            "ts": clock.now,
+            "phase": message["phase"],
+            "subtask": message.get("subtask"),
+            "seconds": message["seconds"],
+            "simulation": message.get("simulation"),
+        },
+    )
+
+
 def _maybe_sample(
     conn: Connection, worker: Mapping[Any, Any], values: Mapping[Any, Any], clock: Clock
 ) -> None:
     last = worker["last_sample_at"]
     if last is not None and clock.now - last < clock.sample_interval_s:
         return
+    eta_at = values.get("eta_at", worker["eta_at"])
     Raw(conn).run(
-        "INSERT INTO worker_samples (worker_id, ts, progress, stage_progress)"
-        " VALUES (:worker_id, :ts, :progress, :stage_progress)",
+        "INSERT INTO worker_samples (worker_id, ts, progress, stage_progress, eta_seconds)"
+        " VALUES (:worker_id, :ts, :progress, :stage_progress, :eta_seconds)",
         {
             "worker_id": worker["id"],
             "ts": clock.now,
             "progress": values.get("progress", worker["progress"]),
             "stage_progress": values.get("stage_progress", worker["stage_progress"]),
+            # The time remaining as GOLIAT estimated it then (its ETA is a moment, not a duration).
+            "eta_seconds": None if eta_at is None else max(0.0, eta_at - clock.now),
         },
     )
     # Mutating the caller's dict is deliberate: the worker row update carries the sample time.

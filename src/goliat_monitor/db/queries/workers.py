@@ -12,7 +12,14 @@ from sqlalchemy import Connection, RowMapping, func, or_, select, tuple_, update
 
 from goliat_monitor.db.queries.artifacts import screenshots_of
 from goliat_monitor.db.queries.common import AnyRow, Changes, assignments_with_worker
-from goliat_monitor.db.tables import assignment_events, assignments, log_lines, worker_samples, workers
+from goliat_monitor.db.tables import (
+    assignment_events,
+    assignments,
+    log_lines,
+    timing_samples,
+    worker_samples,
+    workers,
+)
 from goliat_monitor.errors import NotFound
 
 
@@ -123,6 +130,41 @@ def worker_samples_since(
     )
     rows.reverse()
     return rows
+
+
+@dataclass(frozen=True)
+class RunTimings:
+    """The profiler durations of a worker's current run, with the worker row for the summary."""
+
+    worker: RowMapping
+    assignment_id: str | None
+    samples: list[AnyRow]
+    """(phase, subtask, seconds) in the order they arrived."""
+
+
+def current_run_timings(conn: Connection, worker_id: str) -> RunTimings:
+    """The timings of the run a worker's page shows: the assignment it runs now, else the run of
+    its newest timing (the one it finished last, or a study started outside a super study)."""
+    row = conn.execute(select(workers).where(workers.c.id == worker_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"Worker {worker_id} not found")
+    run = row["current_assignment_id"]
+    if run is None:
+        run = conn.execute(
+            select(timing_samples.c.assignment_id)
+            .where(timing_samples.c.worker_id == worker_id)
+            .order_by(timing_samples.c.id.desc())
+            .limit(1)
+        ).scalar()
+    same_run = (
+        timing_samples.c.assignment_id.is_(None) if run is None else timing_samples.c.assignment_id == run
+    )
+    samples = conn.execute(
+        select(timing_samples.c.phase, timing_samples.c.subtask, timing_samples.c.seconds)
+        .where(timing_samples.c.worker_id == worker_id, same_run)
+        .order_by(timing_samples.c.id)
+    ).all()
+    return RunTimings(row, run, list(samples))
 
 
 def set_worker_label(conn: Connection, worker_id: str, label: str | None, now: float) -> Changes:

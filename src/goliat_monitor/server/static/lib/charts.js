@@ -64,3 +64,39 @@ export function drawChart(svg, legend, series, points, options) {
   });
   if (!any) svg.append(s("text", { x: (L + W - R) / 2, y: H / 2, class: "axis empty", "text-anchor": "middle" }, "No data in this range"));
 }
+
+/* The path of one pie slice from angle a0 to a1 (radians, clockwise from 12 o'clock). */
+function slicePath(cx, cy, r, a0, a1) {
+  var x0 = cx + r * Math.sin(a0), y0 = cy - r * Math.cos(a0);
+  var x1 = cx + r * Math.sin(a1), y1 = cy - r * Math.cos(a1);
+  var large = a1 - a0 > Math.PI ? 1 : 0;
+  return "M" + cx + " " + cy + "L" + x0.toFixed(2) + " " + y0.toFixed(2) +
+    "A" + r + " " + r + " 0 " + large + " 1 " + x1.toFixed(2) + " " + y1.toFixed(2) + "Z";
+}
+
+/* pie: {title, slices: [{key, label, seconds, percent}]}, as GET /api/workers/{id}/timings gives
+ * it. Slices keep the server's order; "Others" is always grey, the rest take the palette in turn. */
+export function drawPie(svg, legend, pie) {
+  var cx = 80, cy = 80, r = 70;
+  svg.textContent = "";
+  legend.textContent = "";
+  if (!pie.slices.length) {
+    svg.append(s("circle", { cx: cx, cy: cy, r: r, class: "pie-empty" }));
+    svg.append(s("text", { x: cx, y: cy + 4, class: "axis empty", "text-anchor": "middle" }, "No data"));
+    return;
+  }
+  var angle = 0, colour = 0;
+  pie.slices.forEach(function (slice) {
+    var cls = slice.key === "Others" ? "p-others" : "p" + (colour++ % 6 + 1);
+    var sweep = (slice.percent / 100) * 2 * Math.PI;
+    var shape = slice.percent >= 99.999
+      ? s("circle", { cx: cx, cy: cy, r: r, class: "slice " + cls })
+      : s("path", { d: slicePath(cx, cy, r, angle, angle + sweep), class: "slice " + cls });
+    shape.append(s("title", {}, slice.label + ": " + slice.percent.toFixed(1) + " % (" + slice.seconds.toFixed(2) + " s)"));
+    svg.append(shape);
+    angle += sweep;
+    var item = h("span", { class: "legend-item" }, [h("span", { class: "swatch dot " + cls }), slice.label + " "]);
+    item.append(h("strong", { text: slice.percent.toFixed(1) + " %" }));
+    legend.append(item);
+  });
+}

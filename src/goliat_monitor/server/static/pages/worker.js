@@ -1,4 +1,5 @@
-/* The worker page: GOLIAT's progress window for one worker, live log, charts and screenshots. */
+/* The worker page: GOLIAT's progress window for one worker, live log, its GUI tabs drawn from data
+ * (charts, timings table and pies) and its screenshots. */
 import { startPage } from "../app.js";
 import { api, base } from "../lib/api.js";
 import { stageText, statusText } from "../lib/cards.js";
@@ -8,6 +9,7 @@ import { fmt, parseTime, serverNow } from "../lib/format.js";
 import { connectLive, reloadPage } from "../lib/live.js";
 import { logConsole } from "../lib/log-console.js";
 import { screenshotViewer } from "../lib/screenshots.js";
+import { timingTabs } from "../lib/timings.js";
 
 const doc = document;
 
@@ -21,20 +23,40 @@ function workerCharts(workerId) {
       { key: "progress", label: "Overall", cls: "c1" },
       { key: "stageProgress", label: "Stage", cls: "c2" }
     ], points, { minutes: minutes, yMax: 100, unit: "%", axisUnit: "%" });
+    drawChart($("#chart-eta"), $("#legend-eta"), [
+      { key: "etaMinutes", label: "Remaining", cls: "c3" }
+    ], points, { minutes: minutes, yMax: 0, unit: " min" });
     drawChart($("#chart-util"), $("#legend-util"), [
       { key: "cpuPercent", label: "CPU", cls: "c1" },
       { key: "ramPercent", label: "RAM", cls: "c3" },
-      { key: "gpuPercent", label: "GPU", cls: "c4" }
+      { key: "gpuPercent", label: "GPU", cls: "c4" },
+      { key: "vramPercent", label: "VRAM", cls: "c2" }
     ], points, { minutes: minutes, yMax: 100, unit: "%", axisUnit: "%" });
     drawChart($("#chart-vram"), $("#legend-vram"), [
       { key: "vramUsedGB", label: "Used", cls: "c4" },
       { key: "vramTotalGB", label: "Total", cls: "c5", dashed: true }
     ], points, { minutes: minutes, yMax: 0, unit: " GB" });
+    drawChart($("#chart-disk"), $("#legend-disk"), [
+      { key: "diskReadMBps", label: "Read", cls: "c1" },
+      { key: "diskWriteMBps", label: "Write", cls: "c4" }
+    ], points, { minutes: minutes, yMax: 0, unit: " MB/s" });
+    drawChart($("#chart-faults"), $("#legend-faults"), [
+      { key: "pageFaultsPerSec", label: "Page faults", cls: "c3" }
+    ], points, { minutes: minutes, yMax: 0, unit: "/s" });
+  }
+
+  /* A sample from the API, in the units the charts draw. */
+  function point(r) {
+    var p = Object.assign({}, r);
+    p.t = parseTime(r.t);
+    p.etaMinutes = r.etaSeconds === null || r.etaSeconds === undefined ? null : r.etaSeconds / 60;
+    p.vramPercent = r.vramUsedGB !== null && r.vramUsedGB !== undefined && r.vramTotalGB ? 100 * r.vramUsedGB / r.vramTotalGB : null;
+    return p;
   }
 
   function load() {
     return api("/api/workers/" + encodeURIComponent(workerId) + "/samples?minutes=" + minutes).then(function (rows) {
-      points = rows.map(function (r) { var p = Object.assign({}, r); p.t = parseTime(r.t); return p; });
+      points = rows.map(point);
       draw();
     }).catch(function () { draw(); });
   }
@@ -46,7 +68,8 @@ function workerCharts(workerId) {
     reload: load,
     addProgress: function (g) {
       if (!g || g.progress === null || g.progress === undefined) return;
-      points.push({ t: serverNow(), progress: g.progress, stageProgress: g.stageProgress });
+      var now = serverNow(), eta = parseTime(g.eta);
+      points.push({ t: now, progress: g.progress, stageProgress: g.stageProgress, etaMinutes: eta === null ? null : Math.max(0, eta - now) / 60000 });
       redraw();
     }
   };
@@ -84,7 +107,8 @@ function fillWorkerPage(w) {
   setText(elapsed, fmt.elapsed(elapsed.dataset.since, elapsed.dataset.until));
   setField(doc, "warnings", g.warningCount || 0);
   setField(doc, "errors", g.errorCount || 0);
-  doc.title = w.displayName + " · goliat-monitor";
+  setField(doc, "summary", w.summary || "");
+  doc.title = (w.summary ? w.summary + " · " : "") + w.displayName + " · goliat-monitor";
 }
 
 function historyRow(a) {
@@ -110,6 +134,8 @@ function init(data) {
   var historyMode = new URLSearchParams(window.location.search).has("before");
   var log = logConsole(workerId, historyMode);
   var charts = workerCharts(workerId);
+  var timings = timingTabs(workerId);
+  var reloadTimings = throttle(function () { timings.reload(); }, 2000);
   var shots = screenshotViewer(workerId, data.screenshots || []);
   var studyNames = {};
   (data.assignments || []).forEach(function (a) { studyNames[a.superStudyId] = a.studyName; });
@@ -173,6 +199,7 @@ function init(data) {
       findNewerSession(w);
     },
     logs: function (batch) { if (batch.workerId === workerId) log.add(batch.lines); },
+    timings: function (notice) { if (notice.workerId === workerId) reloadTimings(); },
     resync: function () {
       if (log.busy()) {
         setText($("#log-state"), "Some live updates were missed; reload the page to catch up.");

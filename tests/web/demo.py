@@ -145,6 +145,31 @@ def upload_results(server: LiveServer, assignment_id: str, phantom: str, freq: i
     assert response.status_code == 200, response.text
 
 
+def _timings(simulation: int) -> list[dict[str, Any]]:
+    """What the agent sends for one simulation: GOLIAT's phase and subtask durations."""
+    wobble = 1 + (simulation * 7 % 5) / 20
+    subtasks = {
+        "setup": {"load_phantom": 4.1, "configure_scene": 0.1, "assign_materials": 8.1, "voxelize": 31.5},
+        "run": {"isolve": 612.0 * wobble, "write_input_file": 2.2},
+        "extract": {"sar_statistics": 21.0 * wobble, "point_sensors": 1.4, "power_balance": 3.2},
+    }
+    messages: list[dict[str, Any]] = []
+    for phase, tasks in subtasks.items():
+        for task, seconds in tasks.items():
+            messages.append(
+                {
+                    "type": "timing",
+                    "phase": phase,
+                    "subtask": task,
+                    "seconds": seconds,
+                    "simulation": simulation,
+                }
+            )
+        total = sum(tasks.values())
+        messages.append({"type": "timing", "phase": phase, "seconds": total, "simulation": simulation})
+    return messages
+
+
 def build(server: LiveServer, screenshot_jpeg: bytes | None = None, minutes: int = 60) -> Demo:
     demo = Demo()
     clock = server.clock
@@ -183,8 +208,15 @@ def build(server: LiveServer, screenshot_jpeg: bytes | None = None, minutes: int
             gpuPercent=88 - load / 2,
             vramUsedGB=17.5 + load / 10,
             vramTotalGB=24.0,
+            diskReadMBps=40.0 + (step * 13) % 90 if step % 30 < 4 else 1.5 + load / 10,
+            diskWriteMBps=12.0 + (step * 5) % 30 if step % 30 == 3 else 0.8 + load / 20,
+            pageFaultsPerSec=(step * 11) % 17,
         )
         _send(server, "fast", {"type": "overall_progress", "current": 20 + step * 0.23, "total": 100})
+        _send(server, "fast", {"type": "profiler_update", "eta_seconds": max(60.0, 5400 - step * 25.0)})
+        if step % 30 == 0:  # one simulation's phases and subtasks, as the agent reads them
+            for message in _timings(step // 30):
+                _send(server, "fast", message)
         _send(
             server,
             "fast",
@@ -268,7 +300,7 @@ def build(server: LiveServer, screenshot_jpeg: bytes | None = None, minutes: int
     )
     _send(server, "second", {"type": "profiler_update", "eta_seconds": 9100})
     if screenshot_jpeg:
-        for tab in ("Progress", "Timings", "System_Utilization"):
+        for tab in ("Timings", "Overall_Progress", "System_Utilization", "Disk_I/O"):
             response = server.client.post(
                 "/api/gui-screenshots",
                 data={"machineId": MACHINES["fast"][0]},

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
-from goliat_monitor.db.engine import Database, is_connection_lost, pg_connect_args
+from goliat_monitor.db.engine import Database
+from goliat_monitor.db.outages import is_connection_lost, pg_connect_args
 from goliat_monitor.errors import DatabaseUnavailable
 
 

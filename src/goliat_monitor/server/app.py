@@ -23,7 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from goliat_monitor import __version__
 from goliat_monitor.blobs import LocalDirStore
 from goliat_monitor.db import migrate
-from goliat_monitor.db.engine import Database, is_connection_lost
+from goliat_monitor.db.engine import Database
+from goliat_monitor.db.outages import is_connection_lost
 from goliat_monitor.errors import ApiError, DatabaseUnavailable
 from goliat_monitor.server import events_api, pages, read_api, services, studies_api, worker_api
 from goliat_monitor.server.auth import TokenPrefixMiddleware

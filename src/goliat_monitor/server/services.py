@@ -12,7 +12,7 @@ import random
 
 from sqlalchemy import Connection
 
-from goliat_monitor.db.engine import pg_connect_args
+from goliat_monitor.db.outages import pg_connect_args
 from goliat_monitor.db.queries import assignments, ingest
 from goliat_monitor.db.queries.common import Changes
 from goliat_monitor.errors import DatabaseUnavailable

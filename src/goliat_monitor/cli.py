@@ -46,6 +46,12 @@ def _settings_options(function: Any) -> Any:
     return function
 
 
+SHUTDOWN_GRACE_S = 5
+"""How long SIGTERM waits for requests in flight before cancelling them. The lifespan's own steps
+are bounded too (`server.app.SHUTDOWN_STEP_S`, `db.engine.CLOSE_TIMEOUT_S`), so the process ends
+within 10 s, Docker's default grace period, even while the database is unreachable."""
+
+
 def _server_settings(options: dict[str, Any]) -> Any:
     """Flags override the environment, which overrides the defaults."""
     from goliat_monitor.settings import ServerSettings
@@ -91,6 +97,7 @@ def serve(log_level: str, access_log: bool, **options: Any) -> None:
         access_log=access_log,
         proxy_headers=True,
         server_header=False,  # no need to tell the network which server software answers
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
 
 

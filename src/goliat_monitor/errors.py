@@ -33,3 +33,17 @@ class TooLarge(ApiError):
 
 class UnsupportedMediaType(ApiError):
     status_code = 415
+
+
+class DatabaseUnavailable(ApiError):
+    """The database cannot be reached right now (restarting, failing over, cut off).
+
+    Nothing of the request is known to be stored; answered as 503 with `Retry-After`, which the
+    bridge and the agent treat as "keep it and send it again later".
+    """
+
+    status_code = 503
+
+    def __init__(self, message: str = "The database is unavailable; retry later", *, retry_after_s: int = 2):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -14,6 +14,11 @@ commit. Who runs the groups depends on the database:
 
 Reads run on a bounded thread pool with their own connections (WAL lets SQLite readers proceed
 while a write is in progress).
+
+A PostgreSQL restart, failover or network cut costs only the seconds it lasts: a write or read
+that meets a lost connection fails with `DatabaseUnavailable` (503 with Retry-After, so the
+bridge and the agent send it again later), the broken connection is dropped, and the next group
+gets a fresh one. A writer thread never dies of a database error.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 import typing
 import zlib
 from collections.abc import Callable
@@ -35,6 +41,9 @@ import anyio
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
+
+from goliat_monitor.db.outages import is_connection_lost, pg_connect_args
+from goliat_monitor.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,29 @@ RETRIES = 4
 # PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock, unique violation (a concurrent
 # first message created the same worker session).
 _RETRYABLE_PGCODES = {"40001", "40P01", "23505"}
+
+RECONNECT_S = 0.5
+"""How long a PostgreSQL writer thread that could not connect fails its writes at once before it
+tries again: while the database is down, requests get their 503 without waiting for a connect."""
+
+CLOSE_TIMEOUT_S = 2.0
+"""How long `Database.close` waits for the writer threads to commit or fail what is queued."""
+
+
+def _is_broken(conn: Connection) -> bool:
+    if conn.closed or conn.invalidated:
+        return True
+    return bool(getattr(conn.connection.driver_connection, "broken", False))
+
+
+def _lost(conn: Connection, exc: BaseException) -> bool:
+    return is_connection_lost(exc) or _is_broken(conn)
+
+
+def _unavailable(cause: BaseException | None) -> DatabaseUnavailable:
+    error = DatabaseUnavailable()
+    error.__cause__ = cause
+    return error
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -115,7 +147,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # pre-ping: a pooled connection the database dropped (a restart) is replaced at checkout, and
+    # SQLAlchemy then recycles every connection older than the failure.
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args=pg_connect_args(url),
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -182,6 +222,11 @@ class Database:
             self._threads.append(thread)
             thread.start()
 
+    @property
+    def closed(self) -> bool:
+        """`close` was called: writes are no longer taken, and queued ones no longer wait for the database."""
+        return self._closed
+
     # -- writes -------------------------------------------------------------------------------
 
     def enqueue(self, fn: Callable[[Connection], T], *, key: str | None = None) -> asyncio.Future[T]:
@@ -227,31 +272,16 @@ class Database:
 
     def _write_loop(self, q: queue.SimpleQueue[_Write | None]) -> None:
         """A PostgreSQL writer thread: commit whatever is waiting, as one group, until told to stop."""
-        conn: Connection | None = None
+        writer = _ThreadWriter(self)
         try:
             while True:
-                first = q.get()
-                if first is None:
-                    return
-                group = [first]
-                stop = False
-                while len(group) < MAX_GROUP:
-                    try:
-                        item = q.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    group.append(item)
-                if conn is None or conn.closed or conn.invalidated:
-                    conn = self.engine.connect()
-                _wake_loops(_commit_group(conn, group))
+                group, stop = _take_group(q)
+                if group:
+                    _wake_loops(writer.commit(group))
                 if stop:
                     return
         finally:
-            if conn is not None:
-                conn.close()
+            writer.close()
 
     def _checkpoint_loop(self) -> None:
         """Copy the WAL into the database file beside the writer, never inside one of its commits.
@@ -282,18 +312,30 @@ class Database:
         return await anyio.to_thread.run_sync(self.read_sync, fn, limiter=self._read_limiter)
 
     def read_sync(self, fn: Callable[[Connection], T]) -> T:
-        with self.engine.connect() as conn, conn.begin():
-            return fn(conn)
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                return fn(conn)
+        except Exception as exc:
+            if is_connection_lost(exc):
+                raise _unavailable(exc) from exc
+            raise
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Commit what is queued, stop the writer and checkpointer threads, close every connection."""
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Commit what is queued, stop the writer and checkpointer threads, close every connection.
+
+        Waits at most `timeout` for the writer threads: with the database gone they fail what is
+        queued at once, and a thread stuck on a cut connection is a daemon left to its timeout.
+        """
         self._closed = True
+        deadline = time.monotonic() + timeout
         for q in self._queues:
             q.put(None)
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("%s did not stop within %.0f s; leaving it", thread.name, timeout)
         self._threads = []
         if self._loop_writer is not None:
             self._loop_writer.close()
@@ -323,11 +365,15 @@ def _commit_group(conn: Connection, group: list[_Write]) -> list[_Outcome]:
     write that fails is rare, and on PostgreSQL the two savepoint statements were two of the
     ~7 network round trips a GOLIAT message costs.
 
-    Raises `WriteLockBusy` when another connection holds SQLite's write lock (before anything ran).
+    Raises `WriteLockBusy` when another connection holds SQLite's write lock (before anything ran),
+    and `ConnectionLost` when the connection broke; the caller drops it.
     """
     try:
         return _run_group(conn, group, isolated=False)
-    except _WriteFailed:
+    except _WriteFailed as failed:
+        cause = failed.__cause__ or failed
+        if _lost(conn, cause):
+            raise ConnectionLost(cause, at_commit=False) from cause
         return _run_group(conn, group, isolated=True)
 
 
@@ -335,17 +381,31 @@ class _WriteFailed(Exception):
     """A write of a group run without savepoints raised: run the group again, isolated."""
 
 
+class ConnectionLost(Exception):
+    """The connection broke under a group: none of its writes is stored, unless `at_commit`.
+
+    A break before the commit was sent rolled everything back on the server, so the group may run
+    again on a new connection; a break during the commit leaves its outcome unknown.
+    """
+
+    def __init__(self, cause: BaseException, *, at_commit: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.at_commit = at_commit
+
+
 def _run_group(conn: Connection, group: list[_Write], *, isolated: bool) -> list[_Outcome]:
     try:
         transaction = conn.begin()
-    except OperationalError as exc:
-        if conn.invalidated:
-            conn.close()
-        if _is_locked(exc):
+    except DBAPIError as exc:
+        if _lost(conn, exc):
+            raise ConnectionLost(exc, at_commit=False) from exc
+        if isinstance(exc, OperationalError) and _is_locked(exc):
             raise WriteLockBusy(str(exc)) from exc
         log.exception("write group of %d could not begin", len(group))
         return [(item, False, exc) for item in group]
     outcomes: list[_Outcome] = []
+    committing = False
     try:
         with transaction:
             if isolated:
@@ -361,14 +421,13 @@ def _run_group(conn: Connection, group: list[_Write], *, isolated: bool) -> list
                         outcomes.append((item, True, item.fn(conn)))
                     except Exception as exc:
                         raise _WriteFailed from exc
+            committing = True
     except _WriteFailed:
-        if conn.invalidated:
-            conn.close()
         raise
     except Exception as exc:  # the commit itself failed: nothing in the group was stored
+        if _lost(conn, exc):
+            raise ConnectionLost(exc, at_commit=committing) from exc
         log.exception("write group of %d failed to commit", len(group))
-        if conn.invalidated:
-            conn.close()
         return [(item, False, exc) for item in group]
     return outcomes
 
@@ -379,6 +438,8 @@ def _run_in_savepoint(conn: Connection, cursor: Any, item: _Write) -> tuple[bool
         try:
             value = item.fn(conn)
         except Exception as exc:
+            if is_connection_lost(exc):
+                raise  # no savepoint to go back to: the whole group is lost with the connection
             cursor.execute("ROLLBACK TO SAVEPOINT gm_write")
             cursor.execute("RELEASE SAVEPOINT gm_write")
             if _is_retryable(exc) and attempt < RETRIES - 1:
@@ -387,6 +448,91 @@ def _run_in_savepoint(conn: Connection, cursor: Any, item: _Write) -> tuple[bool
         cursor.execute("RELEASE SAVEPOINT gm_write")
         return True, value
     raise AssertionError("unreachable")
+
+
+def _take_group(q: queue.SimpleQueue[_Write | None]) -> tuple[list[_Write], bool]:
+    """Wait for a write, then take whatever else is waiting (up to `MAX_GROUP`); True: stop after."""
+    first = q.get()
+    if first is None:
+        return [], True
+    group = [first]
+    while len(group) < MAX_GROUP:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return group, True
+        group.append(item)
+    return group, False
+
+
+class _ThreadWriter:
+    """A PostgreSQL writer thread's connection, and what it does when the database goes away.
+
+    A group that meets a broken connection fails with `DatabaseUnavailable` and the connection is
+    dropped; the next group connects afresh. A connection that broke while idle (the database
+    restarted between two groups) costs nothing: the group runs again once on a new one. After a
+    failed connect, writes fail at once for `RECONNECT_S`, and for good once the database is
+    closing, so neither a request nor shutdown waits on a database that is not there.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._conn: Connection | None = None
+        self._connect_after = 0.0
+        self._connect_failed = False
+
+    def commit(self, group: list[_Write]) -> list[_Outcome]:
+        for attempt in range(2):
+            try:
+                conn, fresh = self._connection()
+            except DatabaseUnavailable as exc:
+                return [(item, False, _unavailable(exc.__cause__)) for item in group]
+            try:
+                return _commit_group(conn, group)
+            except ConnectionLost as lost:
+                self._drop()
+                if fresh or lost.at_commit or attempt:
+                    log.warning("lost the database connection; %d write(s) answered 503", len(group))
+                    return [(item, False, _unavailable(lost.cause)) for item in group]
+            except Exception as exc:  # unforeseen: fail the group, keep the thread, start afresh
+                log.exception("write group of %d failed", len(group))
+                self._drop()
+                return [(item, False, exc) for item in group]
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> tuple[Connection, bool]:
+        """The thread's connection and whether it is new; `DatabaseUnavailable` if there is none."""
+        if self._conn is not None:
+            return self._conn, False
+        if self._connect_failed and (self._database.closed or time.monotonic() < self._connect_after):
+            raise DatabaseUnavailable()
+        try:
+            self._conn = self._database.engine.connect()
+        except Exception as exc:
+            if not self._connect_failed:
+                log.warning("cannot connect to the database; writes answer 503 until it is back: %s", exc)
+            self._connect_failed = True
+            self._connect_after = time.monotonic() + RECONNECT_S
+            raise _unavailable(exc) from exc
+        if self._connect_failed:
+            log.info("connected to the database again")
+        self._connect_failed = False
+        return self._conn, True
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.invalidate()
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # a connection the database dropped meanwhile
+                self._conn.close()
+            self._conn = None
 
 
 def _wake_loops(outcomes: list[_Outcome]) -> None:
@@ -445,6 +591,9 @@ class _LoopWriter:
                 return
             outcomes = [(item, False, exc) for item in self._pending]
             self._pending.clear()
+        except ConnectionLost as lost:  # a closed or invalidated SQLite connection: open another
+            self._drop_connection()
+            outcomes = [(item, False, lost.cause) for item in group]
         self._locked_since = None
         here: list[tuple[asyncio.Future[Any], bool, Any]] = []
         elsewhere: list[_Outcome] = []  # thread waiters, or waiters of an earlier loop
@@ -489,9 +638,13 @@ class _LoopWriter:
             self._pending.clear()
             try:
                 outcomes = _commit_group(self._connection(), group)
-            except WriteLockBusy as exc:
+            except (WriteLockBusy, ConnectionLost) as exc:
                 outcomes = [(item, False, exc) for item in group]
             _wake_loops(outcomes)
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            with contextlib.suppress(Exception):
+                self._conn.close()
             self._conn = None

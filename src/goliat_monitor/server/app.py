@@ -24,7 +24,8 @@ from goliat_monitor import __version__
 from goliat_monitor.blobs import LocalDirStore
 from goliat_monitor.db import migrate
 from goliat_monitor.db.engine import Database
-from goliat_monitor.errors import ApiError
+from goliat_monitor.db.outages import is_connection_lost
+from goliat_monitor.errors import ApiError, DatabaseUnavailable
 from goliat_monitor.server import events_api, pages, read_api, services, studies_api, worker_api
 from goliat_monitor.server.auth import TokenPrefixMiddleware
 from goliat_monitor.server.context import ServerContext
@@ -53,10 +54,14 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
         finally:
             # The routers' own lifespans never run (their routes are copied in below), so
             # everything that must stop at shutdown stops here: open streams, then the loops.
-            await hub.stop()
+            # Each step is bounded, so SIGTERM ends the process within its grace period even with
+            # the database gone; `db.close` fails what is still queued at once in that case.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hub.stop(), SHUTDOWN_STEP_S)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), SHUTDOWN_STEP_S)
             db.close()
 
     app = GoliatMonitorApp(
@@ -150,13 +155,23 @@ def _warn_if_open(settings: ServerSettings) -> None:
         log.warning("No worker token is set: anyone who can reach this server can post worker updates.")
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+SHUTDOWN_STEP_S = 1.5
+"""Longest the lifespan waits for the SSE hub, then for the background loops, at shutdown."""
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+def _unavailable(exc: DatabaseUnavailable) -> JSONResponse:
+    return _error(exc.status_code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        if isinstance(exc, DatabaseUnavailable):
+            return _unavailable(exc)
         return _error(exc.status_code, exc.message)
 
     @app.exception_handler(RequestValidationError)
@@ -177,6 +192,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        if is_connection_lost(exc):  # a database call outside `Database.read`/`write` met the outage
+            log.warning("database unavailable: %s", exc)
+            return _unavailable(DatabaseUnavailable())
         log.exception("unexpected error", exc_info=exc)
         return _error(500, "Internal server error")
 

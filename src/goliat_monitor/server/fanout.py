@@ -4,13 +4,20 @@ Each replica publishes to its own in-process broker. With PostgreSQL, what it pu
 sent (batched, at most every `FLUSH_S`) on one notification channel, and every replica listens and
 republishes what other replicas sent, so a browser connected to any replica sees every change.
 SQLite servers are single-process and skip this.
+
+Both connections outlive a database restart or a network cut: each reconnects by itself with a
+short backoff (`RECONNECT_BASE_S` doubling to `RECONNECT_CAP_S`), so the relay is back within
+a couple of seconds of the database. Events published while a replica cannot notify are dropped;
+the pages' state is always in the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import random
 import uuid
 from typing import Any
 
@@ -24,6 +31,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "goliat_monitor_events"
 FLUSH_S = 0.05
 MAX_PAYLOAD = 7000  # PostgreSQL's limit is 8000 bytes per notification
+RECONNECT_BASE_S = 0.2
+RECONNECT_CAP_S = 2.0
 
 
 def conninfo(sqlalchemy_url: URL) -> str:
@@ -31,10 +40,17 @@ def conninfo(sqlalchemy_url: URL) -> str:
     return sqlalchemy_url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def reconnect_delay(failures: int) -> float:
+    """Backoff after `failures` failed attempts in a row, with jitter so replicas do not stampede."""
+    delay = min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2.0 ** min(max(failures, 1) - 1, 10))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
 class Fanout:
-    def __init__(self, url: str, broker: EventBroker) -> None:
+    def __init__(self, url: str, broker: EventBroker, *, connect_args: dict[str, Any] | None = None) -> None:
         self.url = url
         self.broker = broker
+        self.connect_args = connect_args or {}
         self.origin = uuid.uuid4().hex
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._seen: set[str] = set()
@@ -46,38 +62,54 @@ class Fanout:
             self._seen.add(key)
             self._pending.append((kind, data))
 
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.url, autocommit=True, **self.connect_args)
+
     async def run_sender(self) -> None:
+        """Send what was published locally, every `FLUSH_S`; after a failure, reconnect with backoff."""
         conn: psycopg.AsyncConnection[Any] | None = None
+        failures = 0
         try:
             while True:
-                await asyncio.sleep(FLUSH_S)
+                await asyncio.sleep(reconnect_delay(failures) if failures else FLUSH_S)
                 if not self._pending:
                     continue
                 events, self._pending, self._seen = self._pending, [], set()
                 try:
-                    if conn is None or conn.closed:
-                        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                    if conn is None or conn.closed or conn.broken:
+                        conn = await self._connect()
                     for payload in _payloads(self.origin, events):
                         await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-                except psycopg.Error:
-                    log.warning("could not notify other replicas; retrying", exc_info=True)
-                    if conn is not None:
-                        await conn.close()
+                except (psycopg.Error, OSError) as exc:
+                    failures += 1
+                    if failures == 1:
+                        log.warning("could not notify other replicas (%s); reconnecting", exc)
+                    await _close_quietly(conn)
                     conn = None
+                    continue
+                if failures:
+                    log.info("notifying other replicas again")
+                failures = 0
         finally:
-            if conn is not None:
-                await conn.close()
+            await _close_quietly(conn)
 
     async def run_listener(self) -> None:
+        """Republish what other replicas send; a lost connection is replaced, with backoff."""
+        failures = 0
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                async with await self._connect() as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    if failures:
+                        log.info("listening to other replicas again")
+                    failures = 0
                     async for note in conn.notifies():
                         self._republish(note.payload)
-            except psycopg.Error:
-                log.warning("lost the notification connection; reconnecting", exc_info=True)
-                await asyncio.sleep(1.0)
+            except (psycopg.Error, OSError) as exc:
+                if failures == 0:
+                    log.warning("lost the notification connection (%s); reconnecting", exc)
+            failures += 1  # also when the stream of notifications just ended: never spin
+            await asyncio.sleep(reconnect_delay(failures))
 
     def _republish(self, payload: str) -> None:
         try:
@@ -104,3 +136,9 @@ def _payloads(origin: str, events: list[tuple[str, dict[str, Any]]]) -> list[str
     if chunk:
         payloads.append(json.dumps({"origin": origin, "events": chunk}))
     return payloads
+
+
+async def _close_quietly(conn: psycopg.AsyncConnection[Any] | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(psycopg.Error, OSError):
+            await conn.close()

@@ -12,8 +12,10 @@ import random
 
 from sqlalchemy import Connection
 
+from goliat_monitor.db.outages import pg_connect_args
 from goliat_monitor.db.queries import assignments, ingest
 from goliat_monitor.db.queries.common import Changes
+from goliat_monitor.errors import DatabaseUnavailable
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.fanout import Fanout, conninfo
 
@@ -27,7 +29,8 @@ FORGET_ROUNDS = 20
 def start(context: ServerContext) -> list[asyncio.Task[None]]:
     tasks = [asyncio.create_task(_every(LEASE_CHECK_S, lambda: expire_leases(context)), name="lease-expiry")]
     if not context.db.is_sqlite:
-        fanout = Fanout(conninfo(context.db.engine.url), context.events)
+        url = context.db.engine.url
+        fanout = Fanout(conninfo(url), context.events, connect_args=pg_connect_args(url))
         context.events.forwarders.append(fanout.forward)
         tasks.append(asyncio.create_task(fanout.run_sender(), name="fanout-sender"))
         tasks.append(asyncio.create_task(fanout.run_listener(), name="fanout-listener"))
@@ -74,5 +77,7 @@ async def _every(interval: float, action: object) -> None:
             await action()  # type: ignore[operator]
         except asyncio.CancelledError:
             raise
+        except DatabaseUnavailable:
+            log.warning("background step skipped: the database is unavailable")
         except Exception:
             log.exception("background step failed; retrying next round")

@@ -1,0 +1,56 @@
+"""What a database that went away looks like: which errors mean "unreachable", and the libpq
+settings that make a cut network fail in seconds instead of minutes.
+
+`db/engine.py` turns such errors into `DatabaseUnavailable` (503 with Retry-After); the replica
+relay (`server/fanout.py`) connects with the same settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from sqlalchemy import URL, make_url
+from sqlalchemy.exc import DBAPIError
+
+from goliat_monitor.errors import DatabaseUnavailable
+
+PG_CONNECT_DEFAULTS: dict[str, Any] = {
+    # A cut network must not hold a connect for libpq's default of minutes.
+    "connect_timeout": 5,
+    # An idle connection (the replica relay's LISTEN) notices a vanished peer within ~20 s...
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+    # ... and a statement whose packets go unacknowledged fails after 10 s instead of ~15 min.
+    "tcp_user_timeout": 10_000,
+}
+"""libpq settings every PostgreSQL connection gets unless the database URL sets them itself."""
+
+# SQLSTATEs of a server going away or not yet back: admin shutdown, crash shutdown, cannot connect now.
+_UNREACHABLE_PGCODES = {"57P01", "57P02", "57P03"}
+
+
+def pg_connect_args(url: str | URL) -> dict[str, Any]:
+    """`PG_CONNECT_DEFAULTS` minus what the URL's query string already sets."""
+    query = make_url(url).query
+    return {name: value for name, value in PG_CONNECT_DEFAULTS.items() if name not in query}
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached, not that a statement was wrong.
+
+    Covers SQLAlchemy's wrapped errors and the driver's own (the hot path's `Raw` cursor raises
+    those): a closed or broken connection, a failed connect, a server shutting down or starting up.
+    """
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return is_connection_lost(exc.orig) if isinstance(exc.orig, BaseException) else False
+    if not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return False
+    code = exc.sqlstate
+    return code is None or code.startswith("08") or code in _UNREACHABLE_PGCODES

@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 from goliat_monitor.db.queries import studies as study_queries
 from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.db.queries.common import AnyRow
-from goliat_monitor.errors import NotFound
+from goliat_monitor.errors import DatabaseUnavailable, NotFound
 from goliat_monitor.events import Event, Subscription
 from goliat_monitor.server import views
 from goliat_monitor.server.context import ServerContext
@@ -186,8 +186,11 @@ class Hub:
                     await self._step(sub)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("live update step failed; pages are asked to resync")
+                except Exception as exc:
+                    if isinstance(exc, DatabaseUnavailable):  # an outage: one line, not a traceback a second
+                        log.warning("live update step skipped: the database is unavailable")
+                    else:
+                        log.exception("live update step failed; pages are asked to resync")
                     self._clear_dirty()
                     self.broadcast(RESYNC)
                     await asyncio.sleep(1.0)

@@ -3,8 +3,8 @@
 The copy is checked object by object against what the database recorded (size, and SHA-256 for
 result files; screenshots have no recorded hash, so theirs is the source file's), by reading the
 object back from the bucket. Nothing is switched here: the operator points the servers at the
-bucket only once every object verified. A rerun copies only what is missing or has the wrong size,
-and verifies everything again, so it is safe to repeat (for instance just before switching).
+bucket only once every object verified. A rerun copies only what is missing or differs, and verifies
+everything again, so it is safe to repeat (for instance just before switching).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,20 +52,16 @@ def _measure(store: BlobStore, key: str) -> tuple[int, str]:
 
 
 def migrate_one(blob: IndexedBlob, source: BlobStore, target: S3Store) -> Outcome:
-    """Copy one blob unless the bucket already has an object of its size, then verify it by reading it back."""
-    copied = False
+    """Copy one blob unless the bucket already holds it intact, then verify it by reading it back."""
     expected_sha = blob.sha256
     try:
-        if target.size(blob.key) != blob.size:
-            handle = source.open(blob.key)
-            try:
-                stored = target.put(blob.key, handle)
-            finally:
-                handle.close()
-            copied = True
-            expected_sha = expected_sha or stored.sha256
-        elif expected_sha is None:
-            expected_sha = _measure(source, blob.key)[1]
+        if target.size(blob.key) == blob.size:
+            expected_sha = expected_sha or _measure(source, blob.key)[1]
+            if _measure(target, blob.key) == (blob.size, expected_sha):
+                return Outcome(blob, "present")
+        with closing(source.open(blob.key)) as handle:
+            stored = target.put(blob.key, handle)
+        expected_sha = expected_sha or stored.sha256
         size, sha256 = _measure(target, blob.key)
     except FileNotFoundError as exc:
         return Outcome(blob, "failed", f"missing: {exc}")
@@ -74,7 +71,7 @@ def migrate_one(blob: IndexedBlob, source: BlobStore, target: S3Store) -> Outcom
         return Outcome(blob, "failed", f"the bucket holds {size} bytes, the database recorded {blob.size}")
     if sha256 != expected_sha:
         return Outcome(blob, "failed", f"SHA-256 {sha256} in the bucket, expected {expected_sha}")
-    return Outcome(blob, "copied" if copied else "present")
+    return Outcome(blob, "copied")
 
 
 def migrate_all(

@@ -195,7 +195,8 @@ def artifacts_migrate(
     )
     with Progress(*columns, console=console) as progress:
         total = sum(blob.size for blob in blobs)
-        task = progress.add_task(f"{source_name} -> {target.url}", total=total, objects=0)
+        progress.console.print(f"copying {len(blobs)} objects from {source_name} to {target.url}")
+        task = progress.add_task("copying", total=total, objects=0)
         finished = 0
 
         def done(outcome: Outcome) -> None:

@@ -58,7 +58,9 @@ def check_campaign_reads_back(server: LiveServer, campaign: Campaign) -> None:
         path: (len(data), hashlib.sha256(data).hexdigest()) for path, data in campaign.files.items()
     }
     for path, data in campaign.files.items():
-        got = server.client.get(f"/api/assignments/{campaign.assignment_id}/results/file", params={"path": path})
+        got = server.client.get(
+            f"/api/assignments/{campaign.assignment_id}/results/file", params={"path": path}
+        )
         assert got.status_code == 200 and got.content == data, path
         assert got.headers["content-length"] == str(len(data))
     for url in (

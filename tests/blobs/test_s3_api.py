@@ -35,7 +35,9 @@ def test_artifacts_and_screenshots_go_to_the_bucket_and_come_back(
     assert results <= keys
     assert len([key for key in keys if key.startswith("campaign/screenshots/")]) == 2
     assert len(keys) == len(results) + 2
-    big = s3_client.head_object(Bucket=bucket, Key=f"campaign/results/{campaign.assignment_id}/{RUN}/output.h5")
+    big = s3_client.head_object(
+        Bucket=bucket, Key=f"campaign/results/{campaign.assignment_id}/{RUN}/output.h5"
+    )
     assert big["ETag"].strip('"').endswith("-2"), "the large file went up as a multipart upload"
     assert not list((s3_server.settings.artifacts_dir).rglob("*.json")), "nothing lands in the local folder"
     check_campaign_reads_back(s3_server, campaign)
@@ -71,7 +73,7 @@ def test_an_object_gone_from_the_bucket_is_404_not_500(
 def test_a_50_mb_file_streams_through_without_being_held_in_memory(
     s3_server: LiveServer, tmp_path: Path
 ) -> None:
-    """Python's allocations during the upload and the download stay a fraction of the file's size."""
+    """Python's allocations during the upload, the download and the zip stay a fraction of the file's size."""
     size = 50 * 1024 * 1024
     source = tmp_path / "fields.h5"
     digest = hashlib.sha256()
@@ -100,6 +102,11 @@ def test_a_50_mb_file_streams_through_without_being_held_in_memory(
             for chunk in download.iter_bytes():
                 received.update(chunk)
         _, download_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        with s3_server.client.stream("GET", f"/api/assignments/{assignment_id}/results/download") as archive:
+            assert archive.status_code == 200
+            zipped = sum(len(chunk) for chunk in archive.iter_bytes())
+        _, zip_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert received.hexdigest() == digest.hexdigest()
@@ -108,3 +115,4 @@ def test_a_50_mb_file_streams_through_without_being_held_in_memory(
     # One upload part (8 MiB) at a time going up, one 1 MiB chunk at a time coming down.
     assert upload_peak < size / 3, f"upload peak {upload_peak / 2**20:.1f} MiB"
     assert download_peak < size / 5, f"download peak {download_peak / 2**20:.1f} MiB"
+    assert zipped > size and zip_peak < size / 5, f"zip peak {zip_peak / 2**20:.1f} MiB"

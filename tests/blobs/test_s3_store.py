@@ -52,7 +52,9 @@ class FailingReader(io.RawIOBase):
 
 
 @pytest.mark.parametrize("size", [0, 10, MIN_PART_SIZE, 2 * MIN_PART_SIZE + 17])
-def test_put_hashes_and_counts_what_it_streams(store: S3Store, s3_client: Any, bucket: str, size: int) -> None:
+def test_put_hashes_and_counts_what_it_streams(
+    store: S3Store, s3_client: Any, bucket: str, size: int
+) -> None:
     data = os.urandom(size)
     stored = store.put("results/a1/run/sar.bin", TrickleReader(data))
     assert (stored.size, stored.sha256) == (size, hashlib.sha256(data).hexdigest())

@@ -171,6 +171,10 @@ def artifacts_migrate(
     if not target_url.startswith("s3://"):
         raise click.BadParameter("the target is an object store: s3://BUCKET/PREFIX", param_hint="--to")
     target = S3Store.from_url(target_url)
+    try:
+        target.check()
+    except ConnectionError as exc:
+        raise click.ClickException(str(exc)) from None
     if settings.artifacts_url and settings.artifacts_url.rstrip("/") == target.url:
         raise click.ClickException(f"the artifacts are already in {target.url}")
     engine = make_engine(settings.resolved_database_url)

@@ -104,3 +104,10 @@ def test_a_damaged_or_missing_file_fails_the_migration_and_nothing_is_switched(
 def test_a_target_that_is_not_an_object_store_is_refused(server: LiveServer, tmp_path: Any) -> None:
     result = run_migrate(server, f"file://{tmp_path}")
     assert result.exit_code == 2 and "s3://BUCKET/PREFIX" in result.output
+
+
+def test_a_bucket_that_does_not_exist_is_reported_before_anything_is_copied(
+    server: LiveServer, local_campaign: Campaign
+) -> None:
+    result = run_migrate(server, "s3://no-such-bucket/moved")
+    assert result.exit_code == 1 and "'no-such-bucket' does not exist" in result.stderr

@@ -105,18 +105,23 @@ def test_keys_cannot_leave_the_prefix(store: S3Store, key: str) -> None:
         store.put(key, io.BytesIO(b"x"))
 
 
-def test_open_store_picks_the_store_by_url(tmp_path: Path, s3_env: str) -> None:
+def test_open_store_picks_the_store_by_url(tmp_path: Path, bucket: str) -> None:
     default = open_store(None, tmp_path / "artifacts")
     assert isinstance(default, LocalDirStore) and default.root == (tmp_path / "artifacts").resolve()
     folder = open_store(f"file://{tmp_path}/elsewhere", tmp_path / "artifacts")
     assert isinstance(folder, LocalDirStore) and folder.root == (tmp_path / "elsewhere").resolve()
-    bucket = open_store("s3://results-bucket/goliat/campaign/", tmp_path)
-    assert isinstance(bucket, S3Store)
-    assert (bucket.bucket, bucket.prefix, bucket.url) == (
-        "results-bucket",
+    store = open_store(f"s3://{bucket}/goliat/campaign/", tmp_path)
+    assert isinstance(store, S3Store)
+    assert (store.bucket, store.prefix, store.url) == (
+        bucket,
         "goliat/campaign",
-        "s3://results-bucket/goliat/campaign",
+        f"s3://{bucket}/goliat/campaign",
     )
     for wrong in ("ftp://host/x", "s3:///no-bucket", "file://otherhost/x"):
         with pytest.raises(ValueError):
             open_store(wrong, tmp_path)
+
+
+def test_a_bucket_that_cannot_be_used_stops_the_server_at_start(tmp_path: Path, s3_env: str) -> None:
+    with pytest.raises(ConnectionError, match="'no-such-bucket' does not exist"):
+        open_store("s3://no-such-bucket/x", tmp_path)

@@ -29,12 +29,17 @@ __all__ = [
 
 
 def open_store(url: str | None, default_folder: Path) -> BlobStore:
-    """The store an `artifacts_url` names: `s3://BUCKET/PREFIX`, `file:///FOLDER`, or None for the folder."""
+    """The store an `artifacts_url` names: `s3://BUCKET/PREFIX`, `file:///FOLDER`, or None for the folder.
+
+    A bucket is checked at once (ConnectionError), so a server with a wrong setting does not start.
+    """
     if not url:
         return LocalDirStore(default_folder)
     parts = urlsplit(url)
     if parts.scheme == "s3":
-        return S3Store.from_url(url)
+        store = S3Store.from_url(url)
+        store.check()
+        return store
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ValueError(f"a file:// artifacts URL names a local folder, not host {parts.netloc!r}")

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from goliat_monitor.blobs.common import Readable, StoredBlob, check_key
 
@@ -69,6 +69,17 @@ class S3Store:
     def from_url(cls, url: str) -> S3Store:
         parts = urlsplit(url)
         return cls(parts.netloc, parts.path)
+
+    def check(self) -> None:
+        """Fail at start with a plain reason, not at the first upload: the bucket must be reachable."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            reason = {"404": "does not exist", "NoSuchBucket": "does not exist", "403": "refuses access"}
+            raise ConnectionError(f"bucket {self.bucket!r} {reason.get(str(code), str(exc))}") from exc
+        except BotoCoreError as exc:  # no credentials, endpoint unreachable, ...
+            raise ConnectionError(f"cannot use bucket {self.bucket!r}: {exc}") from exc
 
     @property
     def url(self) -> str:

@@ -33,6 +33,13 @@ class ServerSettings(BaseSettings):
         Path("goliat-monitor-data"),
         description="Folder for the embedded SQLite database and the artifact store.",
     )
+    artifacts_url: str | None = Field(
+        None,
+        description="Where result files and screenshots are stored: s3://BUCKET/PREFIX for any "
+        "S3-compatible object store (credentials and endpoint from AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL), or file:///FOLDER. "
+        "Default: the artifacts folder in the data dir.",
+    )
     database_url: str | None = Field(
         None,
         description="SQLAlchemy URL of the database; postgres:// URLs use psycopg 3. "

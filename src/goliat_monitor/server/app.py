@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from goliat_monitor import __version__
-from goliat_monitor.blobs import LocalDirStore
+from goliat_monitor.blobs import open_store
 from goliat_monitor.db import migrate
 from goliat_monitor.db.engine import Database
 from goliat_monitor.db.outages import is_connection_lost
@@ -42,7 +42,8 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url, write_threads=settings.write_threads)
     migrate.upgrade(db.engine)
-    context = ServerContext(settings=settings, db=db, blobs=LocalDirStore(settings.artifacts_dir), now=now)
+    blobs = open_store(settings.artifacts_url, settings.artifacts_dir)
+    context = ServerContext(settings=settings, db=db, blobs=blobs, now=now)
     hub = Hub(context)
     _warn_if_open(settings)
 

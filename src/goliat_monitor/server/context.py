@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from anyio import to_thread
 from fastapi import Request
 
-from goliat_monitor.blobs import LocalDirStore
+from goliat_monitor.blobs import BlobStore, Readable
 from goliat_monitor.db.engine import Database
 from goliat_monitor.db.queries.common import Changes, Clock
 from goliat_monitor.events import EventBroker
@@ -19,7 +20,7 @@ from goliat_monitor.settings import ServerSettings
 class ServerContext:
     settings: ServerSettings
     db: Database
-    blobs: LocalDirStore
+    blobs: BlobStore
     events: EventBroker = field(default_factory=EventBroker)
     now: Callable[[], float] = time.time
 
@@ -32,6 +33,13 @@ class ServerContext:
             sample_interval_s=s.sample_interval_s,
             lease_timeout_s=s.lease_timeout_s,
         )
+
+    async def open_blob(self, key: str) -> Readable | None:
+        """A stored blob opened in a worker thread (an object store answers over the network), or None."""
+        try:
+            return await to_thread.run_sync(self.blobs.open, key)
+        except FileNotFoundError:
+            return None
 
     def publish(self, changes: Changes) -> None:
         """Tell live pages what a committed write touched."""

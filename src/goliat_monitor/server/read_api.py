@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from goliat_monitor import __version__
+from goliat_monitor.blobs import iter_chunks
 from goliat_monitor.db import migrate
 from goliat_monitor.db.queries import artifacts
 from goliat_monitor.db.queries import workers as worker_queries
@@ -132,10 +133,11 @@ async def worker_screenshot(
     it is only ever compared with stored field names, never used as a file path.
     """
     row = await context.db.read(lambda conn: artifacts.screenshot_row(conn, worker_id, tab))
-    if not context.blobs.exists(row["blob_key"]):
+    handle = await context.open_blob(row["blob_key"])
+    if handle is None:
         raise NotFound(f"Screenshot of tab {tab!r} is gone")
     return StreamingResponse(
-        context.blobs.iter_bytes(row["blob_key"]),
+        iter_chunks(handle),
         media_type=row["content_type"],
         headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
     )

@@ -8,12 +8,13 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, RowMapping
 
-from goliat_monitor.blobs import LocalDirStore
+from goliat_monitor.blobs import BlobStore, iter_chunks
 from goliat_monitor.db.queries import artifacts
 from goliat_monitor.db.queries import assignments as assignment_queries
 from goliat_monitor.db.queries import studies as study_queries
@@ -122,7 +123,8 @@ async def delete_super_study(study_id: str, context: ServerContext = Depends(get
     """Delete a study, its assignments and their result files."""
     assignment_ids = await context.db.write(lambda conn: study_queries.delete_super_study(conn, study_id))
     for assignment_id in assignment_ids:
-        context.blobs.delete_prefix(f"results/{assignment_id}")
+        # A network round trip per page of keys with an object store: never on the event loop.
+        await to_thread.run_sync(context.blobs.delete_prefix, f"results/{assignment_id}")
     context.events.publish("study", {"id": study_id, "deleted": True})
     return {"success": True}
 
@@ -188,15 +190,16 @@ def _listing(rows: Sequence[RowMapping]) -> dict[str, Any]:
 _ACTIVE_CONTENT = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml", "application/xml")
 
 
-def _file_response(blobs: LocalDirStore, rows: Sequence[RowMapping], path: str) -> StreamingResponse:
+async def _file_response(context: ServerContext, rows: Sequence[RowMapping], path: str) -> StreamingResponse:
     row = _latest_by_path(rows).get(path.strip("/"))
-    if row is None or not blobs.exists(row["blob_key"]):
+    handle = None if row is None else await context.open_blob(row["blob_key"])
+    if row is None or handle is None:
         raise NotFound(f"No result file at {path!r}")
     name = row["filename"].replace('"', "")
     # An uploaded HTML or SVG report would run on the dashboard's origin if shown inline.
     disposition = "attachment" if row["content_type"].startswith(_ACTIVE_CONTENT) else "inline"
     return StreamingResponse(
-        blobs.iter_bytes(row["blob_key"]),
+        iter_chunks(handle),
         media_type=row["content_type"],
         headers={
             "Content-Length": str(row["size"]),
@@ -232,14 +235,17 @@ class _ZipSink(io.RawIOBase):
         return data
 
 
-def _zip_stream(blobs: LocalDirStore, rows: Sequence[RowMapping]) -> Iterator[bytes]:
+def _zip_stream(blobs: BlobStore, rows: Sequence[RowMapping]) -> Iterator[bytes]:
+    """Runs in Starlette's thread pool (a sync iterator), so reading the store may block here."""
     sink = _ZipSink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         for path, row in sorted(_latest_by_path(rows).items()):
-            if not blobs.exists(row["blob_key"]):
+            try:
+                handle = blobs.open(row["blob_key"])
+            except FileNotFoundError:
                 continue
             with archive.open(path, "w", force_zip64=True) as target:
-                for chunk in blobs.iter_bytes(row["blob_key"]):
+                for chunk in iter_chunks(handle):
                     target.write(chunk)
                     if (data := sink.take()) != b"":
                         yield data
@@ -247,7 +253,7 @@ def _zip_stream(blobs: LocalDirStore, rows: Sequence[RowMapping]) -> Iterator[by
     yield sink.take()
 
 
-def _zip_response(blobs: LocalDirStore, rows: Sequence[RowMapping], filename: str) -> StreamingResponse:
+def _zip_response(blobs: BlobStore, rows: Sequence[RowMapping], filename: str) -> StreamingResponse:
     return StreamingResponse(
         _zip_stream(blobs, rows),
         media_type="application/zip",
@@ -267,7 +273,7 @@ async def study_results_file(
     study_id: str, path: str = Query(..., max_length=2048), context: ServerContext = Depends(get_context)
 ) -> StreamingResponse:
     rows = await context.db.read(lambda conn: artifacts.result_file_rows(conn, study_id=study_id))
-    return _file_response(context.blobs, rows, path)
+    return await _file_response(context, rows, path)
 
 
 @router.get("/super-studies/{study_id}/results/download")
@@ -292,7 +298,7 @@ async def assignment_results_file(
     assignment_id: str, path: str = Query(..., max_length=2048), context: ServerContext = Depends(get_context)
 ) -> StreamingResponse:
     rows = await context.db.read(lambda conn: artifacts.result_file_rows(conn, assignment_id=assignment_id))
-    return _file_response(context.blobs, rows, path)
+    return await _file_response(context, rows, path)
 
 
 @router.get("/assignments/{assignment_id}/results/download")

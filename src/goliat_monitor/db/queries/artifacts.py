@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, insert, null, select, update
 
 from goliat_monitor.db.queries.assignments import assignment_study_id
 from goliat_monitor.db.queries.common import AnyRow, Changes, Clock, new_id
@@ -100,3 +100,13 @@ def screenshots_of(conn: Connection, worker_id: str) -> list[AnyRow]:
             .order_by(screenshots.c.tab)
         ).all()
     )
+
+
+# -- every stored blob ---------------------------------------------------------------------------
+
+
+def stored_blobs(conn: Connection) -> list[AnyRow]:
+    """(blob_key, size, sha256) of every blob the database indexes; screenshots have no sha256 (None)."""
+    files = select(result_files.c.blob_key, result_files.c.size, result_files.c.sha256)
+    shots = select(screenshots.c.blob_key, screenshots.c.size, null().label("sha256"))
+    return list(conn.execute(files.union_all(shots)).all())

@@ -1,7 +1,6 @@
-"""Where uploaded bytes live. The database indexes them; the store only keeps bytes under keys.
-
-`LocalDirStore` keeps them as plain files under one folder, laid out by key, so an operator can
-also browse results with a file manager. Replicas that share a database need a shared folder.
+"""`LocalDirStore` keeps blobs as plain files under one folder, laid out by key, so an operator can
+also browse results with a file manager. Replicas that share a database need a shared folder (or
+an object store: `S3Store`).
 """
 
 from __future__ import annotations
@@ -11,27 +10,10 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from pathlib import Path
+from typing import BinaryIO
 
-CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class StoredBlob:
-    key: str
-    size: int
-    sha256: str
-
-
-class BlobStore(Protocol):
-    def put(self, key: str, source: BinaryIO) -> StoredBlob: ...
-    def open(self, key: str) -> BinaryIO: ...
-    def iter_bytes(self, key: str) -> Iterator[bytes]: ...
-    def exists(self, key: str) -> bool: ...
-    def delete_prefix(self, prefix: str) -> None: ...
+from goliat_monitor.blobs.common import CHUNK, Readable, StoredBlob, check_key
 
 
 class LocalDirStore:
@@ -41,15 +23,12 @@ class LocalDirStore:
 
     def path(self, key: str) -> Path:
         """The file for `key`, refusing any key that would resolve outside the root."""
-        pure = PurePosixPath(key)
-        if pure.is_absolute() or ".." in pure.parts or "\\" in key or "\x00" in key:
-            raise ValueError(f"invalid blob key {key!r}")
-        candidate = (self.root / pure).resolve()
+        candidate = (self.root / check_key(key)).resolve()
         if not candidate.is_relative_to(self.root):
             raise ValueError(f"blob key {key!r} leaves the store")
         return candidate
 
-    def put(self, key: str, source: BinaryIO) -> StoredBlob:
+    def put(self, key: str, source: Readable) -> StoredBlob:
         """Copy `source` under `key` atomically (temp file + rename), hashing on the way."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,15 +50,10 @@ class LocalDirStore:
         return StoredBlob(key, size, digest.hexdigest())
 
     def open(self, key: str) -> BinaryIO:
-        return self.path(key).open("rb")
-
-    def iter_bytes(self, key: str) -> Iterator[bytes]:
-        with self.open(key) as handle:
-            while chunk := handle.read(CHUNK):
-                yield chunk
-
-    def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
+        path = self.path(key)
+        if not path.is_file():  # a folder is no blob either
+            raise FileNotFoundError(f"no blob {key!r}")
+        return path.open("rb")
 
     def delete_prefix(self, prefix: str) -> None:
         target = self.path(prefix)

@@ -1,8 +1,12 @@
 """Benchmark the live dashboard: push latency to the DOM, worker-page render time, SSE fan-out.
 
-1. latency: 100 GOLIAT machines post progress; a headless Chromium shows the overview. For each
-   accepted message, the time until the browser's DOM shows it (or a later value of the same
-   worker: coalescing may skip intermediate values). Measured against the moment the 200 arrived.
+1. latency: 100 GOLIAT machines post progress and log batches; a headless Chromium shows the
+   overview and one worker's page. For each accepted progress message, the time until the
+   overview's DOM shows it (or a later value of the same worker: coalescing may skip intermediate
+   values), measured against the moment the server received it; for each log line of the watched
+   worker, the time from its 200 until the worker page's log console shows it.
+   With `--database-url`, two replicas share the database: the load goes to one, the browser to
+   the other, so every update crosses the LISTEN/NOTIFY relay.
 2. render: a worker with 1,000,000 log lines (rows bulk-inserted into SQLite); the time to serve
    its page (target < 100 ms), plus paging deep into the history.
 3. fan-out: server CPU under the same load with 0, then 20 open EventSource clients (one browser
@@ -14,6 +18,7 @@ generator and the browser; on a 2-core machine all three still share the cores.
     .venv/bin/python bench/web.py                 # human-readable figures
     .venv/bin/python bench/web.py --json          # one JSON object
     .venv/bin/python bench/web.py --only render   # one part: latency | render | fanout
+    .venv/bin/python bench/web.py --only latency --database-url postgres  # two replicas, scratch db
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import socket
 import sqlite3
 import statistics
@@ -52,6 +58,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 RENDER_TARGET_MS = 100.0
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 T = TypeVar("T")
 
 OBSERVE_CARDS = """() => {
@@ -70,6 +77,19 @@ OBSERVE_CARDS = """() => {
       }
     }
   }).observe(box, {subtree: true, childList: true, characterData: true});
+}"""
+
+OBSERVE_LOG = """() => {
+  window.__lines = [];
+  new MutationObserver((records) => {
+    const now = performance.timeOrigin + performance.now();
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        const msg = node.querySelector && node.querySelector('.msg');
+        if (msg) window.__lines.push([msg.textContent, now]);
+      }
+    }
+  }).observe(document.querySelector('#log-lines'), {childList: true});
 }"""
 
 OPEN_EVENTSOURCE = """() => {
@@ -112,7 +132,23 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def run_server(data_dir: Path) -> Iterator[tuple[str, psutil.Process]]:
+def scratch_postgres() -> Iterator[str]:
+    """A new, empty database on the local PostgreSQL, dropped (forcibly) afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"gm_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def run_server(data_dir: Path, database_url: str | None = None) -> Iterator[tuple[str, psutil.Process]]:
     port = free_port()
     env = {
         **os.environ,
@@ -120,6 +156,8 @@ def run_server(data_dir: Path) -> Iterator[tuple[str, psutil.Process]]:
         "GOLIAT_MONITOR_PORT": str(port),
         "GOLIAT_MONITOR_OFFLINE_AFTER_S": "120",
     }
+    if database_url is not None:
+        env["GOLIAT_MONITOR_DATABASE_URL"] = database_url
     command = [
         sys.executable, "-m", "uvicorn", "goliat_monitor.server.app:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
@@ -196,11 +234,16 @@ class RawConnection:
 
 
 class Load:
-    """`workers` GOLIAT machines, each posting progress `rate` times a second, values rising."""
+    """`workers` GOLIAT machines, each posting progress `rate` times a second, values rising, and
+    a batch of log lines `log_rate` times a second."""
 
-    def __init__(self, url: str, workers: int, rate: float, connections: int = 16) -> None:
+    def __init__(
+        self, url: str, workers: int, rate: float, connections: int = 16, log_rate: float = 0.0
+    ) -> None:
         self.url, self.workers, self.rate, self.connections = url, workers, rate, connections
+        self.log_rate = log_rate
         self.accepted: list[tuple[str, float, float]] = []  # machine, percent, 200 received at (ms)
+        self.lines_accepted: list[tuple[str, float]] = []  # log line text, 200 received at (ms)
         self.sent: list[tuple[str, float, float]] = []  # machine, percent, request sent at (ms)
         self.round_trips: list[float] = []
         self.failures = 0
@@ -228,7 +271,10 @@ class Load:
         pool = [RawConnection(address.host, address.port or 80) for _ in range(self.connections)]
         stop = time.monotonic() + seconds
         try:
-            await asyncio.gather(*(self._machine(pool[i % len(pool)], i, stop) for i in range(self.workers)))
+            machines = [self._machine(pool[i % len(pool)], i, stop) for i in range(self.workers)]
+            if self.log_rate > 0:
+                machines += [self._logs(pool[i % len(pool)], i, stop) for i in range(self.workers)]
+            await asyncio.gather(*machines)
         finally:
             for connection in pool:
                 connection.close()
@@ -261,6 +307,38 @@ class Load:
             next_at += period
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
+    async def _logs(self, connection: RawConnection, i: int, stop: float) -> None:
+        """Log batches of three lines, each line's text unique, so the page's console can be matched."""
+        period = 1 / self.log_rate
+        await asyncio.sleep((i + 0.5) / self.workers * period)
+        sequence = 0
+        next_at = time.monotonic()
+        while time.monotonic() < stop:
+            texts = [f"{machine(i)} batch {sequence} line {n}" for n in range(3)]
+            made = time.time()
+            body = {
+                "machineId": machine(i),
+                "message": {
+                    "type": "log_batch",
+                    "logs": [{"message": t, "log_type": "info", "timestamp": made} for t in texts],
+                    "sequence": sequence,
+                },
+                "timestamp": made,
+            }
+            sequence += 1
+            try:
+                status = await connection.post("/api/gui-update", body)
+            except (OSError, asyncio.IncompleteReadError):
+                self.failures += 1
+                status = 0
+            if status == 200:
+                done = time.time() * 1000
+                self.lines_accepted += [(t, done) for t in texts]
+            elif status:
+                self.failures += 1
+            next_at += period
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
 
 def match_latencies(
     accepted: list[tuple[str, float, float]], seen: list[tuple[str, float, float]]
@@ -286,18 +364,31 @@ def iso_ms(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
 
 
-def bench_latency(browser: Any, url: str, workers: int, rate: float, seconds: float) -> dict[str, Any]:
-    load = Load(url, workers, rate)
+def bench_latency(
+    browser: Any, url: str, page_url: str, workers: int, rate: float, log_rate: float, seconds: float
+) -> dict[str, Any]:
+    """Load through `url`, pages from `page_url` (another replica when they differ)."""
+    load = Load(url, workers, rate, log_rate=log_rate)
     ids = in_thread(load.register())
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    page.goto(url + "/?sort=name")
+    page.goto(page_url + "/?sort=name")
     page.wait_for_selector("#live-status[data-state=live]")
     page.evaluate(OBSERVE_CARDS)
+    watched = machine(0)
+    worker_context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    worker_page = worker_context.new_page()
+    worker_page.goto(page_url + "/workers/" + ids[watched])
+    worker_page.wait_for_selector("#live-status[data-state=live]")
+    worker_page.evaluate(OBSERVE_LOG)
     in_thread(load.run(seconds))
     page.wait_for_timeout(1500)
     raw = page.evaluate("window.__seen")
+    shown_lines = dict(worker_page.evaluate("window.__lines"))
     context.close()
+    worker_context.close()
+    watched_lines = [(text, at) for text, at in load.lines_accepted if text.startswith(watched + " ")]
+    line_latencies = [shown_lines[text] - at for text, at in watched_lines if text in shown_lines]
     machine_of = {worker_id: m for m, worker_id in ids.items()}
     # Each update the DOM showed, against the moment the server received the message it shows
     # (the worker's lastSeen, rendered into the same card by the same push).
@@ -308,11 +399,14 @@ def bench_latency(browser: Any, url: str, workers: int, rate: float, seconds: fl
     return {
         "workers": workers,
         "messagesPerSecond": round(len(load.accepted) / seconds, 1),
+        "logBatchesPerSecond": round(len(load.lines_accepted) / 3 / seconds, 1),
         "postRoundTripMs": summary(load.round_trips),
         "failedPosts": load.failures,
         "acceptedToDomMs": summary(shown),
         "sentToDomMs": summary(sent_to_dom),
         "neverShown": missing,
+        "logLineAcceptedToDomMs": summary(line_latencies),
+        "logLinesNeverShown": len(watched_lines) - len(line_latencies),
     }
 
 
@@ -518,12 +612,25 @@ def main() -> None:
     parser.add_argument("--only", choices=["latency", "render", "fanout"], action="append")
     parser.add_argument("--workers", type=int, default=100)
     parser.add_argument("--rate", type=float, default=2.0, help="progress messages per second per worker")
+    parser.add_argument(
+        "--log-rate", type=float, default=1.0, help="log batches per second per worker (latency part)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="latency part only: `postgres` for a scratch database on the local PostgreSQL (two replicas,"
+        " pages on the one that does not take the load). Default: SQLite, one server.",
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each load phase")
     parser.add_argument("--clients", type=int, default=20, help="EventSource clients for the fan-out")
     parser.add_argument("--log-lines", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
     parts = args.only or ["latency", "render", "fanout"]
+    if args.database_url not in (None, "postgres"):
+        parser.error("--database-url takes only `postgres` (a scratch database)")
+    if args.database_url and set(parts) != {"latency"}:
+        parser.error("--database-url goes with --only latency")
     if not Path(CHROMIUM).exists() and {"latency", "fanout"} & set(parts):
         sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
 
@@ -532,15 +639,24 @@ def main() -> None:
     results: dict[str, Any] = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "database": "sqlite",
+        "database": "postgresql, 2 replicas" if args.database_url else "sqlite",
     }
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         if "render" in parts:
             results["render"] = bench_render(Path(tmp) / "render", args.log_lines, args.repeat)
         if "latency" in parts:
-            with run_server(Path(tmp) / "latency") as (url, _process):
-                results["latency"] = bench_latency(browser, url, args.workers, args.rate, args.seconds)
+            latency = (args.workers, args.rate, args.log_rate, args.seconds)
+            if args.database_url:
+                with (
+                    scratch_postgres() as database,
+                    run_server(Path(tmp) / "writer", database) as (url, _writer),
+                    run_server(Path(tmp) / "reader", database) as (page_url, _reader),
+                ):
+                    results["latency"] = bench_latency(browser, url, page_url, *latency)
+            else:
+                with run_server(Path(tmp) / "latency") as (url, _process):
+                    results["latency"] = bench_latency(browser, url, url, *latency)
         if "fanout" in parts:
             with run_server(Path(tmp) / "fanout") as (url, process):
                 results["fanout"] = bench_fanout(
@@ -554,18 +670,21 @@ def main() -> None:
     if "latency" in results:
         r = results["latency"]
         print(
-            f"message -> browser DOM ({r['workers']} workers, {r['messagesPerSecond']} msg/s, failed posts {r['failedPosts']}):"
+            f"message -> browser DOM ({r['workers']} workers, {r['messagesPerSecond']} progress msg/s"
+            f" + {r['logBatchesPerSecond']} log batches/s, {results['database']}, failed posts {r['failedPosts']}):"
         )
         for key, label in (
             ("acceptedToDomMs", "server received -> DOM"),
             ("sentToDomMs", "client sent -> DOM"),
             ("postRoundTripMs", "POST round trip"),
+            ("logLineAcceptedToDomMs", "log line 200 -> console"),
         ):
             lat = r[key]
             print(
                 f"  {label:<24} p50 {lat['p50']:>8} ms  p90 {lat['p90']:>8} ms  p99 {lat['p99']:>8} ms  (n={lat['n']})"
             )
         print(f"  messages superseded before any push showed them: {r['neverShown']}")
+        print(f"  log lines of the watched worker never shown: {r['logLinesNeverShown']}")
     if "render" in results:
         r = results["render"]
         print(f"worker page with {r['logLines']:,} log lines (bulk insert {r['bulkInsertSeconds']} s):")

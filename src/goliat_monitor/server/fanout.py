@@ -1,8 +1,10 @@
 """Live events across server replicas, through PostgreSQL's LISTEN/NOTIFY.
 
 Each replica publishes to its own in-process broker. With PostgreSQL, what it publishes is also
-sent (batched, at most every `FLUSH_S`) on one notification channel, and every replica listens and
-republishes what other replicas sent, so a browser connected to any replica sees every change.
+sent on one notification channel, and every replica listens and republishes what other replicas
+sent, so a browser connected to any replica sees every change. The sender wakes when an event is
+published and sends at once, batching only what arrives within `FLUSH_S` of its previous send:
+an idle relay adds no delay, a busy one sends one notification per `FLUSH_S`.
 SQLite servers are single-process and skip this.
 
 Both connections outlive a database restart or a network cut: each reconnects by itself with a
@@ -29,7 +31,8 @@ from goliat_monitor.events import EventBroker
 log = logging.getLogger(__name__)
 
 CHANNEL = "goliat_monitor_events"
-FLUSH_S = 0.05
+FLUSH_S = 0.025
+"""Shortest time between two sends: what a live page may wait on the relay, at most."""
 MAX_PAYLOAD = 7000  # PostgreSQL's limit is 8000 bytes per notification
 RECONNECT_BASE_S = 0.2
 RECONNECT_CAP_S = 2.0
@@ -54,6 +57,7 @@ class Fanout:
         self.origin = uuid.uuid4().hex
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._seen: set[str] = set()
+        self._wake = asyncio.Event()
 
     def forward(self, kind: str, data: dict[str, Any]) -> None:
         """Queue a locally published event for the other replicas (deduplicated per flush)."""
@@ -61,17 +65,28 @@ class Fanout:
         if key not in self._seen:
             self._seen.add(key)
             self._pending.append((kind, data))
+            self._wake.set()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(self.url, autocommit=True, **self.connect_args)
 
     async def run_sender(self) -> None:
-        """Send what was published locally, every `FLUSH_S`; after a failure, reconnect with backoff."""
+        """Send what was published locally as it comes, at most every `FLUSH_S`; after a failure,
+        reconnect with backoff."""
         conn: psycopg.AsyncConnection[Any] | None = None
         failures = 0
+        loop = asyncio.get_running_loop()
+        last_send = -FLUSH_S
         try:
             while True:
-                await asyncio.sleep(reconnect_delay(failures) if failures else FLUSH_S)
+                if failures:
+                    await asyncio.sleep(reconnect_delay(failures))
+                await self._wake.wait()
+                gap = last_send + FLUSH_S - loop.time()
+                if gap > 0:
+                    await asyncio.sleep(gap)  # let a burst gather into one notification
+                self._wake.clear()
+                last_send = loop.time()
                 if not self._pending:
                     continue
                 events, self._pending, self._seen = self._pending, [], set()

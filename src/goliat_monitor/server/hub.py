@@ -6,6 +6,10 @@ card per `WORKER_INTERVAL_S`, log lines in batches), encodes each frame once and
 bytes to every connection. A browser that falls behind is sent `resync` instead of slowing
 anyone down.
 
+Log lines are never held back on a timer: a page reads them as they come, and a tail that lags
+looks broken. New lines of a worker some page follows are read at once, without waiting out
+`FLUSH_GAP_S`; those of other workers only move the log high-water mark, with the next flush.
+
 `create_app` builds the hub and stops it in its lifespan. Its loop runs only while pages are
 open: the first connection starts it, and it ends `IDLE_LINGER_S` after the last one leaves.
 With several replicas, events written through another replica reach this hub's broker through
@@ -38,11 +42,11 @@ log = logging.getLogger(__name__)
 
 WORKER_INTERVAL_S = 0.25
 """Shortest time between two pushes of one worker card (at most 4 per second)."""
-LOG_INTERVAL_S = 0.2
 TIMINGS_INTERVAL_S = 1.0
 """Shortest time between two "new timings" notices of one worker: its page re-reads the tabs."""
 FLUSH_GAP_S = 0.05
-"""Shortest time between two flushes, so one database read serves a burst from many workers."""
+"""Shortest time between two flushes, so one database read serves a burst from many workers
+(new log lines of a followed worker do not wait for it)."""
 STUDY_INTERVAL_S = 1.0
 LIVENESS_INTERVAL_S = 2.0
 """How often the hub re-derives online / stalled lights: they change with time, not with writes."""
@@ -78,9 +82,10 @@ class Hub:
         self._dirty_timings: set[str] = set()
         self._last_timings_push: dict[str, float] = {}
         self._logs_dirty = False
+        self._followed_logs_waiting = False
+        """New lines of a worker some page follows are stored: flush now, not after the gap."""
         self._last_worker_push: dict[str, float] = {}
         self._last_study_push: dict[str, float] = {}
-        self._last_log_push = 0.0
         self._last_flush = 0.0
         self._next_liveness = 0.0
         self._lights: dict[str, tuple[str, bool]] | None = None
@@ -122,6 +127,7 @@ class Hub:
             self._log_hw = None
             self._gaps.clear()
             self._logs_dirty = False
+            self._followed_logs_waiting = False
 
     def close_all(self) -> None:
         """End every open stream (they reconnect and resume): for shutdown and for tests."""
@@ -212,12 +218,9 @@ class Hub:
         except TimeoutError:
             pass
         if event is not None:
-            self._note(event)
-            gap = self._last_flush + FLUSH_GAP_S - time.monotonic()
-            if gap > 0 and self.clients:
-                await asyncio.sleep(gap)  # let the burst gather: one read for all of it
-            while not sub.queue.empty():
-                self._note(sub.queue.get_nowait())
+            followers = self.log_followers
+            self._note(event, followers)
+            await self._gather(sub, followers)
         if sub.overflowed:
             sub.overflowed = False
             self._clear_dirty()
@@ -229,6 +232,23 @@ class Hub:
                 self._next_liveness = time.monotonic() + LIVENESS_INTERVAL_S
                 await self._check_liveness()
 
+    async def _gather(self, sub: Subscription, followers: set[str]) -> None:
+        """Note the rest of a burst until `FLUSH_GAP_S` after the last flush, so one read serves
+        all of it; new lines of a followed worker end the wait at once."""
+        deadline = self._last_flush + FLUSH_GAP_S
+        while True:
+            while not sub.queue.empty():
+                self._note(sub.queue.get_nowait(), followers)
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.clients or self._followed_logs_waiting:
+                return
+            try:
+                async with asyncio.timeout(left):
+                    event = await sub.queue.get()
+            except TimeoutError:
+                return
+            self._note(event, followers)
+
     def _wait_time(self) -> float:
         if not self.clients:
             return IDLE_LINGER_S / 4
@@ -239,10 +259,10 @@ class Hub:
         due += [self._last_study_push.get(s, 0.0) + STUDY_INTERVAL_S for s in self._dirty_results]
         due += [self._last_timings_push.get(w, 0.0) + TIMINGS_INTERVAL_S for w in self._dirty_timings]
         if self._logs_dirty:
-            due.append(self._last_log_push + LOG_INTERVAL_S)
+            due.append(now)
         return max(0.0, min(due) - now, self._last_flush + FLUSH_GAP_S - now)
 
-    def _note(self, event: Event) -> None:
+    def _note(self, event: Event, log_followers: set[str]) -> None:
         self._broker_pos = max(self._broker_pos, event.id)
         item_id = event.data.get("id")
         if not isinstance(item_id, str):
@@ -251,6 +271,8 @@ class Hub:
             self._dirty_workers.add(item_id)
         elif event.kind == "logs":
             self._logs_dirty = True
+            if item_id in log_followers:
+                self._followed_logs_waiting = True
         elif event.kind == "study":
             self._dirty_studies.add(item_id)
         elif event.kind == "results":
@@ -264,6 +286,7 @@ class Hub:
         self._dirty_results.clear()
         self._dirty_timings.clear()
         self._logs_dirty = False
+        self._followed_logs_waiting = False
 
     async def _flush(self) -> None:
         """Push what is due: one read for the workers, one for the logs, one per study."""
@@ -281,9 +304,10 @@ class Hub:
             if now - self._last_study_push.get(s, 0.0) >= STUDY_INTERVAL_S
         }
         followers = self.log_followers
-        read_logs = self._logs_dirty and now - self._last_log_push >= LOG_INTERVAL_S and bool(followers)
+        read_logs = self._logs_dirty and bool(followers)
         if self._logs_dirty and not followers:
             self._logs_dirty = False
+            self._followed_logs_waiting = False
             self._log_hw = None
             self._gaps.clear()
         if not (workers or studies or results or read_logs):
@@ -295,6 +319,7 @@ class Hub:
             self._dirty_results.pop(key, None)
         if read_logs:
             self._logs_dirty = False
+            self._followed_logs_waiting = False
         context = self.context
         clock = context.clock()
         settings = context.settings
@@ -327,7 +352,6 @@ class Hub:
             position = position or self.position()
             self.broadcast(Frame(encode("worker", view, event_id=position), topic=("worker", row["id"])))
         if read_logs:
-            self._last_log_push = pushed
             if lines is None:
                 self._log_hw = top
             else:

@@ -1,4 +1,4 @@
-"""The `goliat-monitor` command line: one click group, one command per job."""
+"""Commands around a campaign: `split`, `super-study`, `simulate-study`, `agent`, `demo`."""
 
 from __future__ import annotations
 
@@ -6,239 +6,7 @@ from typing import Any
 
 import click
 
-from goliat_monitor import __version__
 from goliat_monitor.domain.models import PHASES
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="goliat-monitor")
-def main() -> None:
-    """Run and watch GOLIAT simulation campaigns: server, worker agent and tools."""
-
-
-# --- commands are added below, one block per command ---
-
-
-# --- serve / db: the server and its schema ---
-
-
-def _settings_options(function: Any) -> Any:
-    """One `--option` per ServerSettings field, with its description and environment variable.
-
-    Generated from the settings object so `serve --help` documents every setting, always.
-    """
-    from goliat_monitor.settings import ServerSettings
-
-    for name, info in reversed(list(ServerSettings.model_fields.items())):
-        env = f"GOLIAT_MONITOR_{name.upper()}"
-        extra = {"port": ", PORT", "database_url": ", DATABASE_URL"}.get(name, "")
-        default = info.default
-        help_text = f"{info.description} [env: {env}{extra}]"
-        if default is not None:
-            help_text += f" [default: {default}]"
-        annotation = info.annotation
-        kind: Any = str
-        if annotation in (int, float):
-            kind = annotation
-        function = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=help_text)(
-            function
-        )
-    return function
-
-
-SHUTDOWN_GRACE_S = 5
-"""How long SIGTERM waits for requests in flight before cancelling them. The lifespan's own steps
-are bounded too (`server.app.SHUTDOWN_STEP_S`, `db.engine.CLOSE_TIMEOUT_S`), so the process ends
-within 10 s, Docker's default grace period, even while the database is unreachable."""
-
-
-def _server_settings(options: dict[str, Any]) -> Any:
-    """Flags override the environment, which overrides the defaults."""
-    from goliat_monitor.settings import ServerSettings
-
-    return ServerSettings(**{key: value for key, value in options.items() if value is not None})
-
-
-@main.command()
-@_settings_options
-@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
-@click.option(
-    "--access-log/--no-access-log",
-    default=False,
-    show_default=True,
-    help="Log every HTTP request (at thousands of GOLIAT messages a second, mostly noise).",
-)
-def serve(log_level: str, access_log: bool, **options: Any) -> None:
-    """Start the server: the GOLIAT-compatible API and the dashboard.
-
-    Without --database-url it keeps a SQLite database and the artifacts in --data-dir;
-    the schema is created or upgraded on start.
-    """
-    import gc
-    import logging
-
-    import uvicorn
-
-    from goliat_monitor.server.app import create_app
-
-    settings = _server_settings(options)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    # The ~120,000 objects of the loaded app live as long as the process: moved out of the cyclic
-    # collector's sight, a full collection no longer stops every request for ~40 ms.
-    gc.collect()
-    gc.freeze()
-    click.echo(f"goliat-monitor {__version__} on http://{settings.host}:{settings.port}", err=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        access_log=access_log,
-        proxy_headers=True,
-        server_header=False,  # no need to tell the network which server software answers
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-    )
-
-
-@main.group()
-def db() -> None:
-    """Database schema commands."""
-
-
-@db.command("upgrade")
-@click.option("--data-dir", default=None, help="Folder of the embedded SQLite database.")
-@click.option("--database-url", default=None, help="Database URL (else DATABASE_URL, else SQLite).")
-def db_upgrade(data_dir: str | None, database_url: str | None) -> None:
-    """Create or upgrade the schema to the newest revision, then exit."""
-    from goliat_monitor.db import migrate
-    from goliat_monitor.db.engine import make_engine
-
-    settings = _server_settings({"data_dir": data_dir, "database_url": database_url})
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    before = migrate.current_revision(engine)
-    migrate.upgrade(engine)
-    after = migrate.current_revision(engine)
-    engine.dispose()
-    click.echo(f"schema: {before or 'empty'} -> {after}")
-
-
-# --- artifacts: the artifact store ---
-
-
-@main.group()
-def artifacts() -> None:
-    """Artifact store commands (result files and screenshots)."""
-
-
-@artifacts.command("migrate")
-@click.option(
-    "--to", "target_url", required=True, metavar="s3://BUCKET/PREFIX", help="The object store to copy into."
-)
-@click.option("--data-dir", default=None, help="The server's data dir [env: GOLIAT_MONITOR_DATA_DIR].")
-@click.option("--database-url", default=None, help="Database URL (else DATABASE_URL, else SQLite).")
-@click.option(
-    "--artifacts-url",
-    default=None,
-    help="Where the artifacts are now [env: GOLIAT_MONITOR_ARTIFACTS_URL] [default: the data dir's folder].",
-)
-@click.option(
-    "--threads", type=click.IntRange(1, 64), default=8, show_default=True, help="Objects copied at once."
-)
-def artifacts_migrate(
-    target_url: str, data_dir: str | None, database_url: str | None, artifacts_url: str | None, threads: int
-) -> None:
-    """Copy every result file and screenshot the database knows into an object store.
-
-    Credentials and endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION
-    and AWS_ENDPOINT_URL. Every object is read back and checked (size and SHA-256) before this
-    succeeds; it switches nothing: it prints what to set once all are verified. Rerunning copies
-    only what is missing and verifies everything again. Exits 1 if any object failed.
-    """
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    from goliat_monitor.artifact_migration import Outcome, migrate_all, unique_blobs
-    from goliat_monitor.blobs import S3Store, open_store
-    from goliat_monitor.db import migrate
-    from goliat_monitor.db.engine import make_engine
-    from goliat_monitor.db.queries.artifacts import stored_blobs
-
-    settings = _server_settings(
-        {"data_dir": data_dir, "database_url": database_url, "artifacts_url": artifacts_url}
-    )
-    if not target_url.startswith("s3://"):
-        raise click.BadParameter("the target is an object store: s3://BUCKET/PREFIX", param_hint="--to")
-    target = S3Store.from_url(target_url)
-    try:
-        target.check()
-    except ConnectionError as exc:
-        raise click.ClickException(str(exc)) from None
-    if settings.artifacts_url and settings.artifacts_url.rstrip("/") == target.url:
-        raise click.ClickException(f"the artifacts are already in {target.url}")
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        if migrate.current_revision(engine) is None:
-            raise click.ClickException(f"no goliat-monitor database at {settings.resolved_database_url}")
-        with engine.connect() as conn:
-            blobs = unique_blobs(stored_blobs(conn))
-    finally:
-        engine.dispose()
-    source = open_store(settings.artifacts_url, settings.artifacts_dir)
-    source_name = settings.artifacts_url or str(settings.artifacts_dir)
-
-    console = Console(stderr=True)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[objects]}/" + f"{len(blobs)} objects"),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        total = sum(blob.size for blob in blobs)
-        progress.console.print(f"copying {len(blobs)} objects from {source_name} to {target.url}")
-        task = progress.add_task("copying", total=total, objects=0)
-        finished = 0
-
-        def done(outcome: Outcome) -> None:
-            nonlocal finished
-            finished += 1
-            progress.update(task, advance=outcome.blob.size, objects=finished)
-
-        outcomes = migrate_all(blobs, source, target, threads=threads, on_done=done)
-    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
-    copied = sum(outcome.status == "copied" for outcome in outcomes)
-    for outcome in failed:
-        click.echo(f"FAILED {outcome.blob.key}: {outcome.reason}", err=True)
-    if failed:
-        click.echo(
-            f"{len(failed)} of {len(outcomes)} objects failed; nothing was switched, the servers keep "
-            f"using {source_name}. Fix them and run this again (verified objects are not copied twice).",
-            err=True,
-        )
-        raise SystemExit(1)
-    click.echo(
-        f"verified all {len(outcomes)} objects in {target.url} "
-        f"({copied} copied, {len(outcomes) - copied} already there). Nothing has been switched yet."
-    )
-    click.echo("To use the bucket, set this (and the same AWS_* variables) on every server and restart it:")
-    click.echo(f"  GOLIAT_MONITOR_ARTIFACTS_URL={target.url}")
-    click.echo(
-        "Uploads made after this run started are only in the old store: stop the servers and rerun first."
-    )
-
-
-# --- split: cut a campaign config into assignment configs the way GOLIAT does ---
 
 
 def _split_strategy_names() -> tuple[str, ...]:
@@ -275,7 +43,7 @@ def _split_file(
     return config, parents, result
 
 
-@main.command("split")
+@click.command("split")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--by",
@@ -330,7 +98,7 @@ def split(
 # --- simulate-study: a stand-in for `goliat study` (same console output, fake solver) ---
 
 
-@main.command("simulate-study")
+@click.command("simulate-study")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--speed",
@@ -398,7 +166,7 @@ def simulate_study(
 # --- super-study: create a super study from a config, as `goliat super_study` does ---
 
 
-@main.group("super-study")
+@click.group("super-study")
 def super_study() -> None:
     """Create and inspect super studies on a server."""
 
@@ -497,7 +265,7 @@ def super_study_create(
 # --- agent: the worker agent that runs assignments on a VM ---
 
 
-@main.command("agent")
+@click.command("agent")
 @click.option("--server", "server_url", default=None, help="Server URL [env: GOLIAT_MONITOR_SERVER_URL].")
 @click.option("--token", default=None, help="The server's worker token [env: GOLIAT_MONITOR_TOKEN].")
 @click.option(
@@ -584,7 +352,7 @@ def agent(
 # --- demo: a server, a real GOLIAT campaign and simulated agents on this machine ---
 
 
-@main.command("demo")
+@click.command("demo")
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Agents to start.")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 = any free port."

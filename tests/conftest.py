@@ -79,7 +79,7 @@ def _sqlalchemy_url(url: str, database: str) -> str:
 def pg_template() -> Iterator[str]:
     """A migrated database to clone test databases from."""
     from goliat_monitor.db import migrate
-    from goliat_monitor.db.engine import make_engine
+    from goliat_monitor.db.connections import make_engine
 
     name = f"gm_template_{uuid.uuid4().hex[:8]}"
     with _pg_connect(PG_ADMIN_URL) as conn:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from goliat_monitor.cli import main
 from goliat_monitor.db import migrate
-from goliat_monitor.db.engine import make_engine
+from goliat_monitor.db.connections import make_engine
 from goliat_monitor.db.tables import metadata
 from goliat_monitor.settings import ServerSettings, normalize_database_url
 from tests.support import free_port, wait_for

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from goliat_monitor.db import migrate
-from goliat_monitor.db.engine import make_engine
+from goliat_monitor.db.connections import make_engine
 from goliat_monitor.db.tables import metadata
 from tests.conftest import PG_ADMIN_URL, _pg_connect, _sqlalchemy_url
 

@@ -8,7 +8,7 @@ from alembic import command
 from sqlalchemy import text
 
 from goliat_monitor.db import migrate
-from goliat_monitor.db.engine import make_engine
+from goliat_monitor.db.connections import make_engine
 
 CHILD_TABLES = ("log_lines", "worker_samples", "screenshots")
 

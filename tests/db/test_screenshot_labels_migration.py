@@ -8,7 +8,7 @@ from alembic import command
 from sqlalchemy import inspect, text
 
 from goliat_monitor.db import migrate
-from goliat_monitor.db.engine import make_engine
+from goliat_monitor.db.connections import make_engine
 
 OLD_ROWS = [
     ("System_Utilization", "screenshots/abc/System_Utilization"),

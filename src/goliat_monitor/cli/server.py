@@ -101,7 +101,7 @@ def db() -> None:
 def db_upgrade(data_dir: str | None, database_url: str | None) -> None:
     """Create or upgrade the schema to the newest revision, then exit."""
     from goliat_monitor.db import migrate
-    from goliat_monitor.db.engine import make_engine
+    from goliat_monitor.db.connections import make_engine
 
     settings = _server_settings({"data_dir": data_dir, "database_url": database_url})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,7 @@ def artifacts_migrate(
     from goliat_monitor.artifact_migration import Outcome, migrate_all, unique_blobs
     from goliat_monitor.blobs import S3Store, open_store
     from goliat_monitor.db import migrate
-    from goliat_monitor.db.engine import make_engine
+    from goliat_monitor.db.connections import make_engine
     from goliat_monitor.db.queries.artifacts import stored_blobs
 
     settings = _server_settings(

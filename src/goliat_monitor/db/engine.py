@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.pool import NullPool
 
-from goliat_monitor.db.outages import is_connection_lost, pg_connect_args
+from goliat_monitor.db.connections import make_engine
+from goliat_monitor.db.outages import is_connection_lost
 from goliat_monitor.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -128,58 +128,6 @@ def _settle_waiters(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> No
             waiter.set_result(value)
         else:
             waiter.set_exception(value)
-
-
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine with the per-database settings this server relies on."""
-    if url.startswith("sqlite"):
-        is_memory = ":memory:" in url or url in ("sqlite://", "sqlite:///")
-        if is_memory:
-            engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=NullPool)
-        else:
-            # Enough pooled connections for every reader and writer thread: a connection made
-            # past the pool is opened, set up with PRAGMAs and closed again on every request.
-            engine = create_engine(
-                url,
-                connect_args={"check_same_thread": False, "timeout": 30},
-                pool_size=pool_size,
-                max_overflow=pool_size,
-            )
-        _configure_sqlite(engine)
-        return engine
-    # pre-ping: a pooled connection the database dropped (a restart) is replaced at checkout, and
-    # SQLAlchemy then recycles every connection older than the failure.
-    return create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        connect_args=pg_connect_args(url),
-    )
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see _on_begin).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        # WAL: readers never block the writer and vice versa.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash; only a power loss can drop the last commits.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # A second server process or a CLI command may hold the write lock for a moment.
-        cursor.execute("PRAGMA busy_timeout=30000")
-        # A WAL file left behind by a checkpoint is cut back to this size instead of keeping its peak.
-        cursor.execute("PRAGMA journal_size_limit=67108864")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Writers take the lock up front so a transaction never fails half-way on an upgrade.
-        mode = "IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def _leave_checkpoints_to_the_checkpointer(dbapi_connection: Any, _record: Any) -> None:

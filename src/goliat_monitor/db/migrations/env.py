@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from goliat_monitor.db.engine import make_engine
+from goliat_monitor.db.connections import make_engine
 from goliat_monitor.db.tables import metadata
 
 config = context.config

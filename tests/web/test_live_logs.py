@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -82,5 +83,7 @@ def test_an_idle_relay_notifies_at_once_and_batches_a_burst(
                 with pytest.raises(asyncio.CancelledError):
                     await sender
 
-    payloads = asyncio.run(scenario())
+    # A thread of its own: the browser tests keep an event loop running on the main thread.
+    with ThreadPoolExecutor(1) as pool:
+        payloads = pool.submit(asyncio.run, scenario()).result(timeout=30)
     assert [json.loads(p)["events"] for p in payloads] == [[["logs", {"id": "w1"}], ["worker", {"id": "w1"}]]]

@@ -93,6 +93,17 @@ def pg_template() -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_pg_url() -> Iterator[str]:
+    """An empty database of the test's own (not cloned from the migrated template), dropped after."""
+    name = f"gm_test_{uuid.uuid4().hex[:12]}"
+    with _pg_connect(PG_ADMIN_URL) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _sqlalchemy_url(PG_ADMIN_URL, name)
+    with _pg_connect(PG_ADMIN_URL) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     template = request.getfixturevalue("pg_template")
     name = f"gm_test_{uuid.uuid4().hex[:12]}"

@@ -7,8 +7,6 @@ threads of one process would not be a fair test), released at the same instant b
 from __future__ import annotations
 
 import multiprocessing
-import uuid
-from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier
 
 import pytest
@@ -17,7 +15,6 @@ from sqlalchemy import inspect, text
 from goliat_monitor.db import migrate
 from goliat_monitor.db.connections import make_engine
 from goliat_monitor.db.tables import metadata
-from tests.conftest import PG_ADMIN_URL, _pg_connect, _sqlalchemy_url
 
 pytestmark = pytest.mark.postgres
 
@@ -35,28 +32,17 @@ def _replica_upgrade(url: str, barrier: Barrier) -> None:
         engine.dispose()
 
 
-@pytest.fixture
-def fresh_pg_url() -> Iterator[str]:
-    """An empty database, not cloned from the migrated template."""
-    name = f"gm_test_{uuid.uuid4().hex[:12]}"
-    with _pg_connect(PG_ADMIN_URL) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _sqlalchemy_url(PG_ADMIN_URL, name)
-    with _pg_connect(PG_ADMIN_URL) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def test_replicas_starting_together_all_migrate_a_fresh_database(fresh_pg_url: str) -> None:
+def test_replicas_starting_together_all_migrate_a_fresh_database(empty_pg_url: str) -> None:
     spawn = multiprocessing.get_context("spawn")
     barrier = spawn.Barrier(REPLICAS)
-    replicas = [spawn.Process(target=_replica_upgrade, args=(fresh_pg_url, barrier)) for _ in range(REPLICAS)]
+    replicas = [spawn.Process(target=_replica_upgrade, args=(empty_pg_url, barrier)) for _ in range(REPLICAS)]
     for replica in replicas:
         replica.start()
     for replica in replicas:
         replica.join(timeout=90)
 
     assert [replica.exitcode for replica in replicas] == [0] * REPLICAS
-    engine = make_engine(fresh_pg_url)
+    engine = make_engine(empty_pg_url)
     try:
         with engine.connect() as conn:
             versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
@@ -72,8 +58,8 @@ ADVISORY_LOCKS_HERE = text(
 )
 
 
-def test_the_lock_is_released_before_its_connection_returns_to_the_pool(fresh_pg_url: str) -> None:
-    engine = make_engine(fresh_pg_url)
+def test_the_lock_is_released_before_its_connection_returns_to_the_pool(empty_pg_url: str) -> None:
+    engine = make_engine(empty_pg_url)
     try:
         migrate.upgrade(engine)
         with engine.connect() as conn:  # the pool still holds the lock's connection, open

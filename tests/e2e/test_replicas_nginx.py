@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,9 +33,9 @@ from goliat_monitor.agent.runner import AGENT_PREFIX
 from goliat_monitor.bridge import WebGUIBridge
 from goliat_monitor.config_files import read_config
 from goliat_monitor.domain.splitting import split_config
-from tests.conftest import PG_ADMIN_URL, TEST_CONFIGS, _pg_connect, _sqlalchemy_url
+from tests.conftest import TEST_CONFIGS
 from tests.e2e.test_agent_e2e import campaign, expected_lines
-from tests.support import free_port, wait_for
+from tests.support import free_port, spawn_goliat_monitor, stop_group, wait_for
 from tests.web.sse import SseEvent, SseReader
 
 pytestmark = [
@@ -66,27 +65,6 @@ def nginx_binary() -> str:
 # -- the processes --------------------------------------------------------------------------------
 
 
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "goliat_monitor", *args],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: an agent is killed with its study
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 def healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/api/health", timeout=2).status_code == 200
@@ -107,27 +85,16 @@ def up_or_exited(replica: Replica) -> bool:
 
 
 @pytest.fixture
-def scratch_database() -> Iterator[str]:
-    """An empty database of this test's own on the local PostgreSQL, dropped afterwards."""
-    name = f"gm_test_{uuid.uuid4().hex[:12]}"
-    with _pg_connect(PG_ADMIN_URL) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _sqlalchemy_url(PG_ADMIN_URL, name)
-    with _pg_connect(PG_ADMIN_URL) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def replicas(scratch_database: str, tmp_path: Path) -> Iterator[list[Replica]]:
+def replicas(empty_pg_url: str, tmp_path: Path) -> Iterator[list[Replica]]:
     """Started at the same moment on the empty database, sharing one data dir (the artifacts)."""
     started: list[Replica] = []
     logs = [tmp_path / f"replica{index}.log" for index in range(REPLICAS)]
     for log in logs:
         port = free_port()
-        argv = ["serve", "--port", str(port), "--database-url", scratch_database]
+        argv = ["serve", "--port", str(port), "--database-url", empty_pg_url]
         argv += ["--data-dir", str(tmp_path / "shared-data"), "--lease-timeout-s", "20"]
         argv += ["--offline-after-s", "10", "--log-level", "warning"]
-        started.append(Replica(f"http://127.0.0.1:{port}", spawn(argv, log)))
+        started.append(Replica(f"http://127.0.0.1:{port}", spawn_goliat_monitor(argv, log)))
     try:
         for replica, log in zip(started, logs, strict=True):
             wait_for(functools.partial(up_or_exited, replica), 60, "a replica")
@@ -139,7 +106,7 @@ def replicas(scratch_database: str, tmp_path: Path) -> Iterator[list[Replica]]:
         yield started
     finally:
         for replica in started:
-            stop(replica.process)
+            stop_group(replica.process, signal.SIGTERM)
 
 
 def nginx_config(prefix: Path, port: int, upstreams: list[str]) -> str:
@@ -193,7 +160,7 @@ def balancer(replicas: list[Replica], tmp_path: Path) -> Iterator[Balancer]:
         assert process.poll() is None, (prefix / "stderr.log").read_text()
         yield Balancer(url, prefix / "access.log")
     finally:
-        stop(process, signal.SIGQUIT)
+        stop_group(process, signal.SIGQUIT)
 
 
 # -- the clients ----------------------------------------------------------------------------------
@@ -366,7 +333,9 @@ def create_study(client: httpx.Client, splits: int) -> dict[str, Any]:
 def start_agent(url: str, work_dir: Path, machine_id: str) -> subprocess.Popen[bytes]:
     command = shlex.join([sys.executable, "-m", "goliat_monitor", "simulate-study"]) + " {config} --speed 1.5"
     argv = ["agent", "--server", url, "--work-dir", str(work_dir), "--machine-id", machine_id]
-    return spawn([*argv, "--command", command, "--plain"], work_dir.parent / f"{work_dir.name}.log")
+    return spawn_goliat_monitor(
+        [*argv, "--command", command, "--plain"], work_dir.parent / f"{work_dir.name}.log"
+    )
 
 
 def run_lines(work_dir: Path) -> list[list[str]]:
@@ -518,5 +487,5 @@ def test_a_replica_killed_under_load_loses_nothing_and_doubles_nothing(
         for feeder in feeders:
             feeder.bridge.stop(timeout=1)
         for _work_dir, process in agents.values():
-            stop(process, signal.SIGINT)
+            stop_group(process, signal.SIGINT)
         client.close()

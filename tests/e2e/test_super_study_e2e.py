@@ -6,9 +6,7 @@ study command.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -23,36 +21,15 @@ import psutil
 import pytest
 
 from tests.conftest import TEST_CONFIGS
-from tests.support import free_port, wait_for
+from tests.support import free_port, spawn_goliat_monitor, stop_group, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "goliat_monitor", *args],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so the test can kill agent and study together
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-
-def kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    process = spawn(
+    process = spawn_goliat_monitor(
         [
             "serve",
             "--port",
@@ -71,7 +48,7 @@ def server(tmp_path: Path) -> Iterator[str]:
         wait_for(lambda: _healthy(url), 30, "the server")
         yield url
     finally:
-        kill_group(process, signal.SIGTERM)
+        stop_group(process, signal.SIGTERM)
 
 
 def _healthy(url: str) -> bool:
@@ -121,7 +98,7 @@ def create_study(url: str, config: Path, name: str) -> dict[str, Any]:
 
 def start_agent(url: str, tmp_path: Path, index: int, speed: float) -> subprocess.Popen[bytes]:
     command = f"{shlex.quote(sys.executable)} -m goliat_monitor simulate-study {{config}} --speed {speed}"
-    return spawn(
+    return spawn_goliat_monitor(
         [
             "agent",
             "--server",
@@ -156,7 +133,7 @@ def test_study_completes_when_one_of_three_agents_dies(server: str, tmp_path: Pa
             return None
 
         victim = wait_for(victim_running, 60, "agent 0 to be mid-assignment")
-        kill_group(agents[0])  # the agent and its study, like a VM that vanished
+        stop_group(agents[0], signal.SIGKILL)  # the agent and its study, like a VM that vanished
         done = wait_for(
             lambda: (d := study_detail(server, study["id"]))["status"] == "COMPLETED" and d,
             120,
@@ -164,7 +141,7 @@ def test_study_completes_when_one_of_three_agents_dies(server: str, tmp_path: Pa
         )
     finally:
         for process in agents[1:]:
-            kill_group(process, signal.SIGTERM)
+            stop_group(process, signal.SIGTERM)
     assert [a["status"] for a in done["assignments"]] == ["COMPLETED"] * 6
     completions = Counter(e["assignmentId"] for e in done["events"] if e["to"] == "COMPLETED")
     assert completions == Counter({a["id"]: 1 for a in done["assignments"]})
@@ -202,4 +179,4 @@ def test_cancel_reaches_a_running_agent(server: str, tmp_path: Path) -> None:
         wait_for(lambda: not studies(), 30, "the study process to stop")
         assert agent.poll() is None  # the agent itself keeps running, ready for other work
     finally:
-        kill_group(agent, signal.SIGTERM)
+        stop_group(agent, signal.SIGTERM)

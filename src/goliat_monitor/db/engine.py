@@ -41,7 +41,8 @@ import anyio
 from sqlalchemy import Connection, event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from goliat_monitor.db.connections import make_engine
+from goliat_monitor.db import batching
+from goliat_monitor.db.connections import checkpoint_until, leave_checkpoints_to_the_checkpointer, make_engine
 from goliat_monitor.db.outages import is_connection_lost
 from goliat_monitor.errors import DatabaseUnavailable
 
@@ -102,6 +103,10 @@ def _is_retryable(exc: BaseException) -> bool:
     return False
 
 
+Prepare = tuple[Callable[[Connection, list[Any]], None], Any]
+"""A read a group's writes can share: `(fn, arg)`, `fn(conn, [arg, ...])` runs once per group."""
+
+
 @dataclass
 class _Write:
     """One queued write and whoever waits for it: a thread (`future`) or an event loop (`waiter`)."""
@@ -109,6 +114,7 @@ class _Write:
     fn: Callable[[Connection], Any]
     future: concurrent.futures.Future[Any] | None = None
     waiter: asyncio.Future[Any] | None = None
+    prepare: Prepare | None = None
 
     def settle(self, ok: bool, value: Any) -> None:
         """Thread side only: async waiters are settled in `_wake_loops`, all at once."""
@@ -130,12 +136,6 @@ def _settle_waiters(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> No
             waiter.set_exception(value)
 
 
-def _leave_checkpoints_to_the_checkpointer(dbapi_connection: Any, _record: Any) -> None:
-    # Left to itself, SQLite checkpoints inside whichever commit crosses 1,000 WAL pages: that
-    # commit then waits for two fsyncs (50-80 ms here) while every GOLIAT message behind it queues.
-    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
-
-
 class Database:
     """The one way the server talks to its database."""
 
@@ -155,9 +155,12 @@ class Database:
         if self.is_sqlite:
             self._loop_writer = _LoopWriter(self)
             if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
-                event.listen(self.engine, "connect", _leave_checkpoints_to_the_checkpointer)
+                event.listen(self.engine, "connect", leave_checkpoints_to_the_checkpointer)
                 self._checkpointer = threading.Thread(
-                    target=self._checkpoint_loop, name="db-checkpointer", daemon=True
+                    target=checkpoint_until,
+                    args=(self.engine, self._stopping, CHECKPOINT_INTERVAL_S),
+                    name="db-checkpointer",
+                    daemon=True,
                 )
                 self._checkpointer.start()
             return
@@ -177,26 +180,31 @@ class Database:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def enqueue(self, fn: Callable[[Connection], T], *, key: str | None = None) -> asyncio.Future[T]:
+    def enqueue(
+        self, fn: Callable[[Connection], T], *, key: str | None = None, prepare: Prepare | None = None
+    ) -> asyncio.Future[T]:
         """Queue a write now, from the event loop; the future settles once it is committed.
 
         Writes with the same `key` are committed in the order they were queued (on SQLite all
-        writes are). Call it from the event loop only.
+        writes are). `prepare` names a read the group's writes share (see `db.batching`). Call
+        it from the event loop only.
         """
         if self._closed:
             raise RuntimeError("database is closed")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
-        item = _Write(fn, waiter=waiter)
+        item = _Write(fn, waiter=waiter, prepare=prepare)
         if self._loop_writer is not None:
             self._loop_writer.enqueue(item, loop)
         else:
             self._queue_for(key).put(item)
         return waiter
 
-    async def write(self, fn: Callable[[Connection], T], *, key: str | None = None) -> T:
+    async def write(
+        self, fn: Callable[[Connection], T], *, key: str | None = None, prepare: Prepare | None = None
+    ) -> T:
         """Run `fn(connection)` in a write transaction; returns once it is committed."""
-        return await self.enqueue(fn, key=key)
+        return await self.enqueue(fn, key=key, prepare=prepare)
 
     def write_sync(self, fn: Callable[[Connection], T], *, key: str | None = None) -> T:
         """`write` for code outside the event loop (CLI, tests): commits in the calling thread.
@@ -230,28 +238,6 @@ class Database:
                     return
         finally:
             writer.close()
-
-    def _checkpoint_loop(self) -> None:
-        """Copy the WAL into the database file beside the writer, never inside one of its commits.
-
-        PASSIVE checkpoints take no lock a writer or a reader waits for; pages a reader still needs
-        stay in the WAL until the next round.
-        """
-        conn: Any = None
-        try:
-            while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
-                try:
-                    if conn is None:
-                        conn = self.engine.raw_connection()
-                    conn.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except Exception:  # a busy or vanished database file must not end the thread
-                    log.warning("WAL checkpoint failed; retrying", exc_info=True)
-                    if conn is not None:
-                        conn.invalidate()
-                        conn = None
-        finally:
-            if conn is not None:
-                conn.close()
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -364,11 +350,14 @@ def _run_group(conn: Connection, group: list[_Write], *, isolated: bool) -> list
                 for item in group:
                     outcomes.append((item, *_run_in_savepoint(conn, cursor, item)))
             else:
-                for item in group:
-                    try:
+                try:
+                    batching.start(conn, group)
+                    for item in group:
+                        batching.before_write(conn, item)
                         outcomes.append((item, True, item.fn(conn)))
-                    except Exception as exc:
-                        raise _WriteFailed from exc
+                    batching.finish(conn)
+                except Exception as exc:
+                    raise _WriteFailed from exc
             committing = True
     except _WriteFailed:
         raise
@@ -377,6 +366,8 @@ def _run_group(conn: Connection, group: list[_Write], *, isolated: bool) -> list
             raise ConnectionLost(exc, at_commit=committing) from exc
         log.exception("write group of %d failed to commit", len(group))
         return [(item, False, exc) for item in group]
+    finally:
+        batching.stop(conn)
     return outcomes
 
 

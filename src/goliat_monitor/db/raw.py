@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from goliat_monitor.db import batching
+
 _COLUMN_NAMES: dict[str, tuple[str, ...]] = {}
 """Column names of each statement `Raw.one` has run, by its SQL text."""
 
@@ -31,6 +33,7 @@ class Raw:
     """The driver cursor of a SQLAlchemy connection, with the little this server needs."""
 
     def __init__(self, conn: Connection) -> None:
+        self._conn = conn
         self.is_sqlite = conn.dialect.name == "sqlite"
         dbapi = conn.connection.driver_connection
         assert dbapi is not None
@@ -54,6 +57,7 @@ class Raw:
         return "0" if self.is_sqlite else "false"
 
     def one(self, sql: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        batching.flush(self._conn)
         cursor = self._cursor
         cursor.execute(self._sql(sql), params)
         row = cursor.fetchone()
@@ -66,14 +70,35 @@ class Raw:
             names = _COLUMN_NAMES[sql] = tuple(column[0] for column in cursor.description)
         return dict(zip(names, row, strict=True))
 
+    def all(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        batching.flush(self._conn)
+        cursor = self._cursor
+        cursor.execute(self._sql(sql), params)
+        rows = cursor.fetchall()
+        if not rows:
+            return []
+        names = _COLUMN_NAMES.get(sql)
+        if names is None:
+            names = _COLUMN_NAMES[sql] = tuple(column[0] for column in cursor.description)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
     def scalar(self, sql: str, params: Mapping[str, Any]) -> Any:
+        batching.flush(self._conn)
         self._cursor.execute(self._sql(sql), params)
         row = self._cursor.fetchone()
         return None if row is None else row[0]
 
     def run(self, sql: str, params: Mapping[str, Any]) -> int:
+        """Run a statement now and return how many rows it changed."""
+        batching.flush(self._conn)
         self._cursor.execute(self._sql(sql), params)
         return int(self._cursor.rowcount)
+
+    def send(self, sql: str, params: Mapping[str, Any]) -> None:
+        """A statement whose outcome nobody reads: on PostgreSQL it may travel with the next ones."""
+        sql = self._sql(sql)
+        if not batching.hold(self._conn, sql, params):
+            self._cursor.execute(sql, params)
 
     def insert(self, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
         """Insert `rows` (values in `columns` order) with one multi-row statement per 200 rows.
@@ -85,7 +110,9 @@ class Raw:
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = rows[start : start + INSERT_CHUNK]
             sql = _insert_sql(table, columns, len(chunk), placeholder)
-            self._cursor.execute(sql, [value for row in chunk for value in row])
+            values = [value for row in chunk for value in row]
+            if not batching.hold(self._conn, sql, values):
+                self._cursor.execute(sql, values)
 
 
 INSERT_CHUNK = 200

@@ -99,7 +99,9 @@ async def heartbeat(beat: Heartbeat, context: ServerContext = Depends(get_contex
     clock = context.clock()
     data = beat.model_dump()
     changes, stop = await context.db.write(
-        lambda conn: ingest.record_heartbeat(conn, data, clock), key=beat.machineId
+        lambda conn: ingest.record_heartbeat(conn, data, clock),
+        key=beat.machineId,
+        prepare=(ingest.lock_workers, ingest.session_of(beat.machineId, beat.agentId)),
     )
     context.publish(changes)
     return {"success": True, "stopAssignmentIds": stop}
@@ -117,7 +119,9 @@ async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_conte
     clock = context.clock()
     data = _as_dict(body)
     changes = await context.db.write(
-        lambda conn: ingest.record_gui_update(conn, data, clock), key=body.machineId
+        lambda conn: ingest.record_gui_update(conn, data, clock),
+        key=body.machineId,
+        prepare=(ingest.lock_workers, ingest.session_of(body.machineId, body.agentId)),
     )
     context.publish(changes)
     return {"success": True}
@@ -133,7 +137,11 @@ async def gui_updates(body: GuiUpdateBatch, context: ServerContext = Depends(get
     clock = context.clock()
     key = body.updates[0].machineId
     queued = [
-        context.db.enqueue(partial(ingest.record_gui_update, update_=_as_dict(update), clock=clock), key=key)
+        context.db.enqueue(
+            partial(ingest.record_gui_update, update_=_as_dict(update), clock=clock),
+            key=key,
+            prepare=(ingest.lock_workers, ingest.session_of(update.machineId, update.agentId)),
+        )
         for update in body.updates
     ]
     outcomes = await asyncio.gather(*queued, return_exceptions=True)

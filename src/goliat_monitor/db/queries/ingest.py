@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, tuple_, update
 
+from goliat_monitor.db import batching
 from goliat_monitor.db.queries.common import BACK_TO_PENDING, Changes, Clock, is_online, new_id, record_event
 from goliat_monitor.db.raw import Raw, update_sql
 from goliat_monitor.db.tables import assignments, received_messages, super_studies, worker_messages, workers
@@ -37,7 +38,7 @@ def seen_before(conn: Connection, machine_id: str, message_id: str | None, now: 
     )
     if found:
         return True
-    raw.run(
+    raw.send(
         "INSERT INTO received_messages (machine_id, message_id, received_at) VALUES (:machine_id, :message_id, :now)",
         params,
     )
@@ -76,6 +77,11 @@ def resolve_worker(
     state); its RUNNING assignments follow it, so the assignment it was running is not orphaned.
     """
     agent = agent_id or ""
+    cache = batching.group_cache(conn)
+    if cache is not None:
+        cached: dict[str, Any] | None = cache.get((machine_id, agent))
+        if cached is not None and is_online(cached, clock):
+            return cached
     raw = Raw(conn)
     row = raw.one(
         "SELECT * FROM workers WHERE machine_id = :machine_id AND agent_id = :agent_id"
@@ -124,13 +130,44 @@ def resolve_worker(
         )
         changes.studies.update(m.super_study_id for m in moved)
     changes.workers.add(worker_id)
-    return dict(conn.execute(select(workers).where(workers.c.id == worker_id)).mappings().one())
+    created = dict(conn.execute(select(workers).where(workers.c.id == worker_id)).mappings().one())
+    _remember(conn, created)
+    return created
+
+
+def lock_workers(conn: Connection, sessions: list[tuple[str, str]]) -> None:
+    """A write group's preparation: lock and read the live sessions all its messages touch, at once.
+
+    Rows are locked in key order, so two replicas' groups cannot deadlock over them.
+    """
+    cache = batching.group_cache(conn)
+    assert cache is not None, "only run as a group preparation"
+    machines, agents = zip(*set(sessions), strict=True)
+    for row in Raw(conn).all(
+        "SELECT * FROM workers WHERE is_stale = false AND (machine_id, agent_id) IN"
+        " (SELECT * FROM unnest(CAST(:machines AS text[]), CAST(:agents AS text[])))"
+        " ORDER BY machine_id, agent_id FOR UPDATE",
+        {"machines": list(machines), "agents": list(agents)},
+    ):
+        cache[(row["machine_id"], row["agent_id"])] = row
+
+
+def session_of(machine_id: str, agent_id: str | None) -> tuple[str, str]:
+    """The argument of `lock_workers` for a message from this machine and agent."""
+    return machine_id, agent_id or ""
+
+
+def _remember(conn: Connection, row: dict[str, Any]) -> None:
+    """Keep the group's copy of a worker row in step with what this transaction wrote to it."""
+    cache = batching.group_cache(conn)
+    if cache is not None:
+        cache[(row["machine_id"], row["agent_id"])] = row
 
 
 def renew_lease(conn: Connection, worker: Mapping[Any, Any], clock: Clock) -> None:
     """Push back the lease of the assignment `worker` runs: any message shows the run is alive."""
     if worker["current_assignment_id"]:
-        Raw(conn).run(
+        Raw(conn).send(
             "UPDATE assignments SET lease_expires_at = :lease WHERE id = :id AND worker_id = :worker_id"
             " AND status = 'RUNNING'",
             {
@@ -160,7 +197,8 @@ def record_heartbeat(conn: Connection, beat: Mapping[Any, Any], clock: Clock) ->
         if beat.get(wire) is not None:
             values[column] = beat[wire]
     raw = Raw(conn)
-    raw.run(update_sql("workers", values), {**values, "id": worker["id"]})
+    raw.send(update_sql("workers", values), {**values, "id": worker["id"]})
+    _remember(conn, {**worker, **values})
     metrics = {
         "cpu_percent": beat.get("cpuPercent"),
         "ram_percent": beat.get("ramPercent"),
@@ -172,7 +210,7 @@ def record_heartbeat(conn: Connection, beat: Mapping[Any, Any], clock: Clock) ->
         "page_faults_per_sec": beat.get("pageFaultsPerSec"),
     }
     if any(value is not None for value in metrics.values()):
-        raw.run(
+        raw.send(
             "INSERT INTO worker_samples (worker_id, ts, cpu_percent, ram_percent, gpu_percent, vram_used_gb,"
             " vram_total_gb, disk_read_mbps, disk_write_mbps, page_faults_per_sec) VALUES (:worker_id, :ts,"
             " :cpu_percent, :ram_percent, :gpu_percent, :vram_used_gb, :vram_total_gb, :disk_read_mbps,"
@@ -280,7 +318,8 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
             )
             if study_id:
                 changes.studies.add(study_id)
-    Raw(conn).run(update_sql("workers", values), {**values, "id": worker["id"]})
+    Raw(conn).send(update_sql("workers", values), {**values, "id": worker["id"]})
+    _remember(conn, {**worker, **values})
     if values.get("current_assignment_id", assignment_id):
         renew_lease(conn, {**worker, **values}, clock)
     changes.workers.add(worker["id"])
@@ -333,7 +372,7 @@ def _store_timing(
 ) -> None:
     """Keep one profiler duration under the run it belongs to: the assignment the agent names, else
     the one the worker holds (a study started by hand has neither)."""
-    Raw(conn).run(
+    Raw(conn).send(
         "INSERT INTO timing_samples (worker_id, assignment_id, ts, phase, subtask, seconds, simulation)"
         " VALUES (:worker_id, :assignment_id, :ts, :phase, :subtask, :seconds, :simulation)",
         {
@@ -355,7 +394,7 @@ def _maybe_sample(
     if last is not None and clock.now - last < clock.sample_interval_s:
         return
     eta_at = values.get("eta_at", worker["eta_at"])
-    Raw(conn).run(
+    Raw(conn).send(
         "INSERT INTO worker_samples (worker_id, ts, progress, stage_progress, eta_seconds)"
         " VALUES (:worker_id, :ts, :progress, :stage_progress, :eta_seconds)",
         {

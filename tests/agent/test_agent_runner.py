@@ -209,8 +209,8 @@ def test_interrupt_is_a_ctrl_c_for_the_study(tmp_path: Path) -> None:
         tmp_path,
         """
         import time
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)  # inside the try: a Ctrl+C right after it is still caught
             time.sleep(60)
         except KeyboardInterrupt:
             print("--- Study execution cancelled by user. ---", flush=True)

@@ -20,6 +20,8 @@ from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.fanout import Fanout, conninfo
 
 log = logging.getLogger(__name__)
+_jitter = random.Random()
+"""Jitter of our own: the global `random` state belongs to the program embedding the server."""
 
 LEASE_CHECK_S = 5.0
 MESSAGE_ID_TTL_S = 24 * 3600.0
@@ -72,7 +74,7 @@ async def forget_message_ids(context: ServerContext) -> int:
 
 async def _every(interval: float, action: object) -> None:
     while True:
-        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+        await asyncio.sleep(interval * _jitter.uniform(0.8, 1.2))
         try:
             await action()  # type: ignore[operator]
         except asyncio.CancelledError:

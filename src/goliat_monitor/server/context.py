@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,9 +12,42 @@ from fastapi import Request
 
 from goliat_monitor.blobs import BlobStore, Readable
 from goliat_monitor.db.engine import Database
+from goliat_monitor.db.migrate import schema_revision
 from goliat_monitor.db.queries.common import Changes, Clock
 from goliat_monitor.events import EventBroker
 from goliat_monitor.settings import ServerSettings
+
+
+class SchemaProbe:
+    """The schema revision the database holds, as read at most `max_age_s` ago.
+
+    `/api/health` answers from it: a load balancer probing every replica many times a second
+    then costs one database read a second, not one per probe, and a probe is as cheap as a GOLIAT
+    message. One read is in flight at a time; a failed read is never kept, so the next probe
+    asks the database again.
+    """
+
+    def __init__(self, db: Database, max_age_s: float = 1.0) -> None:
+        self._db = db
+        self.max_age_s = max_age_s
+        self._read_at = -float("inf")
+        self._revision: str | None = None
+        self._in_flight: asyncio.Future[str | None] | None = None
+
+    async def revision(self) -> str | None:
+        if time.monotonic() - self._read_at < self.max_age_s:
+            return self._revision
+        if self._in_flight is None or self._in_flight.get_loop() is not asyncio.get_running_loop():
+            self._in_flight = asyncio.ensure_future(self._read())
+        return await asyncio.shield(self._in_flight)
+
+    async def _read(self) -> str | None:
+        try:
+            revision = await self._db.read(schema_revision)
+        finally:
+            self._in_flight = None
+        self._revision, self._read_at = revision, time.monotonic()
+        return revision
 
 
 @dataclass
@@ -23,6 +57,10 @@ class ServerContext:
     blobs: BlobStore
     events: EventBroker = field(default_factory=EventBroker)
     now: Callable[[], float] = time.time
+    schema: SchemaProbe = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.schema = SchemaProbe(self.db)
 
     def clock(self) -> Clock:
         s = self.settings

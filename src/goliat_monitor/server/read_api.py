@@ -11,7 +11,6 @@ from sqlalchemy import Connection
 
 from goliat_monitor import __version__
 from goliat_monitor.blobs import iter_chunks
-from goliat_monitor.db import migrate
 from goliat_monitor.db.queries import artifacts
 from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.domain.models import LOG_TYPES
@@ -26,8 +25,9 @@ router = APIRouter(prefix="/api", tags=["read API"])
 
 @router.get("/health")
 async def health(context: ServerContext = Depends(get_context)) -> dict[str, Any]:
-    """For load balancers and probes: the database answers, and which schema it holds."""
-    revision = await context.db.read(migrate.schema_revision)
+    """For load balancers and probes: the database answered within the last second, and which
+    schema it holds (see `SchemaProbe`)."""
+    revision = await context.schema.revision()
     return {
         "status": "ok",
         "database": "sqlite" if context.db.is_sqlite else "postgresql",

@@ -338,6 +338,9 @@ class StepResult:
     max_ms: float | None
     client_cpu_pct: float
     server_cpu_pct: float
+    database_cpu_pct: float
+    """PostgreSQL's backends serving this server's database (0 on SQLite: it runs in the server)."""
+    database_ms_per_request: float | None
     error_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -428,15 +431,17 @@ async def run_step(
     *,
     start: float,
     duration: float,
-    server_pid: int,
+    server: Server,
     ui: Ui,
 ) -> StepResult:
     """Play every lane's schedule; stop waiting DRAIN_S after the last send time."""
     loop = asyncio.get_running_loop()
     counters = Counters()
     scheduled = sum(len(events) for _, _, events in lanes)
-    server = psutil.Process(server_pid)
-    server_cpu0 = sum(server.cpu_times()[:2])
+    process = psutil.Process(server.process.pid)
+    server_cpu0 = sum(process.cpu_times()[:2])
+    backends = database_backends(server)
+    database_cpu0 = cpu_seconds(backends)
     client_cpu0 = time.process_time()
     wall0 = loop.time()
     ticker = asyncio.create_task(ui.follow(start, duration))
@@ -448,7 +453,8 @@ async def run_step(
     ticker.cancel()
     wall = max(1e-9, loop.time() - wall0)
     client_cpu = (time.process_time() - client_cpu0) / wall * 100
-    server_cpu = (sum(server.cpu_times()[:2]) - server_cpu0) / wall * 100
+    server_cpu = (sum(process.cpu_times()[:2]) - server_cpu0) / wall * 100
+    database_cpu_s = cpu_seconds(backends) - database_cpu0
     ordered = sorted(counters.latencies)
     errors = sum(counters.errors.values())
 
@@ -467,6 +473,8 @@ async def run_step(
         max_ms=ms(ordered[-1] if ordered else None),
         client_cpu_pct=round(client_cpu, 1),
         server_cpu_pct=round(server_cpu, 1),
+        database_cpu_pct=round(database_cpu_s / wall * 100, 1),
+        database_ms_per_request=round(database_cpu_s / len(ordered) * 1000, 3) if ordered else None,
         error_kinds=dict(counters.errors),
     )
 
@@ -498,7 +506,7 @@ async def settle(probes: Sequence[tuple[Connection, Callable[[], bytes]]]) -> No
     await asyncio.sleep(0.3)
 
 
-STEP_HEADER = "  offered/s   got/s   p50 ms   p99 ms  errors  late  cpu server/gen"
+STEP_HEADER = "  offered/s   got/s   p50 ms   p99 ms  errors  late  cpu server/db/gen  db ms/req"
 
 
 def step_line(label: str, result: StepResult) -> str:
@@ -511,8 +519,9 @@ def step_line(label: str, result: StepResult) -> str:
     extra = f" {result.error_kinds}" if result.error_kinds else ""
     return (
         f"  {label:>9} {result.achieved_per_s:7.0f} {f(result.p50_ms):>8} {f(result.p99_ms):>8} "
-        f"{result.errors:>7} {result.timeouts:>5}  {result.server_cpu_pct:4.0f}%/{result.client_cpu_pct:.0f}%"
-        f"  {verdict}{extra}"
+        f"{result.errors:>7} {result.timeouts:>5}  {result.server_cpu_pct:4.0f}%/"
+        f"{result.database_cpu_pct:.0f}%/{result.client_cpu_pct:.0f}%"
+        f"  {f(result.database_ms_per_request):>9}  {verdict}{extra}"
     )
 
 
@@ -572,6 +581,37 @@ class Server:
     @property
     def dialect(self) -> str:
         return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
+
+
+def database_backends(server: Server) -> list[psutil.Process]:
+    """PostgreSQL's server processes connected to this server's database (none for SQLite)."""
+    if server.dialect != "postgresql":
+        return []
+    import psycopg
+
+    database = server.database_url.rsplit("/", 1)[1].split("?")[0]
+    dsn = server.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        pids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (database,)
+            )
+        ]
+    processes = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            processes.append(psutil.Process(pid))
+    return processes
+
+
+def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
+    """User + system CPU of processes still alive (a backend that ended takes its share with it)."""
+    total = 0.0
+    for p in processes:
+        with contextlib.suppress(psutil.Error):
+            total += sum(p.cpu_times()[:2])
+    return total
 
 
 def free_port() -> int:
@@ -858,9 +898,7 @@ async def phase_noop_and_ingest(args: Args, server: Server, ui: Ui, target: Data
         lanes = [
             (c.connection, c.message, c.schedule(start, args.duration, rate / args.bridges)) for c in clients
         ]
-        return await run_step(
-            lanes, start=start, duration=args.duration, server_pid=server.process.pid, ui=ui
-        )
+        return await run_step(lanes, start=start, duration=args.duration, server=server, ui=ui)
 
     async def health_between() -> None:
         await settle(probes)
@@ -872,7 +910,7 @@ async def phase_noop_and_ingest(args: Args, server: Server, ui: Ui, target: Data
         [(c.connection, c.message, c.schedule(start, warmup, WARMUP_RATE / args.bridges)) for c in clients],
         start=start,
         duration=warmup,
-        server_pid=server.process.pid,
+        server=server,
         ui=ui,
     )
     await health_between()
@@ -895,9 +933,7 @@ async def phase_noop_and_ingest(args: Args, server: Server, ui: Ui, target: Data
         factor = (rate - args.bridges / HEARTBEAT_S) / (args.bridges * (PROGRESS_HZ + LOG_BATCH_HZ))
         start = loop.time() + 0.05
         lanes = [(b.connection, b.message, b.schedule(start, args.duration, factor)) for b in bridges]
-        return await run_step(
-            lanes, start=start, duration=args.duration, server_pid=server.process.pid, ui=ui
-        )
+        return await run_step(lanes, start=start, duration=args.duration, server=server, ui=ui)
 
     async def ingest_between() -> None:
         await settle([(b.connection, functools.partial(b.message, PROGRESS)) for b in bridges])
@@ -909,7 +945,7 @@ async def phase_noop_and_ingest(args: Args, server: Server, ui: Ui, target: Data
         [(b.connection, b.message, b.schedule(start, warmup, WARMUP_RATE / base_rate)) for b in bridges],
         start=start,
         duration=warmup,
-        server_pid=server.process.pid,
+        server=server,
         ui=ui,
     )
     await ingest_between()

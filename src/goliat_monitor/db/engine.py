@@ -39,11 +39,11 @@ from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import Connection, event
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from goliat_monitor.db import batching
 from goliat_monitor.db.connections import checkpoint_until, leave_checkpoints_to_the_checkpointer, make_engine
-from goliat_monitor.db.outages import is_connection_lost
+from goliat_monitor.db.outages import is_connection_lost, is_retryable, lost
 from goliat_monitor.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,6 @@ CHECKPOINT_INTERVAL_S = 0.25
 RETRIES = 4
 """Attempts for a write that hit a unique-key race or a deadlock with another writer or replica."""
 
-# PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock, unique violation (a concurrent
-# first message created the same worker session).
-_RETRYABLE_PGCODES = {"40001", "40P01", "23505"}
-
 RECONNECT_S = 0.5
 """How long a PostgreSQL writer thread that could not connect fails its writes at once before it
 tries again: while the database is down, requests get their 503 without waiting for a connect."""
@@ -78,29 +74,10 @@ CLOSE_TIMEOUT_S = 2.0
 """How long `Database.close` waits for the writer threads to commit or fail what is queued."""
 
 
-def _is_broken(conn: Connection) -> bool:
-    if conn.closed or conn.invalidated:
-        return True
-    return bool(getattr(conn.connection.driver_connection, "broken", False))
-
-
-def _lost(conn: Connection, exc: BaseException) -> bool:
-    return is_connection_lost(exc) or _is_broken(conn)
-
-
 def _unavailable(cause: BaseException | None) -> DatabaseUnavailable:
     error = DatabaseUnavailable()
     error.__cause__ = cause
     return error
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, IntegrityError):
-        return True
-    if isinstance(exc, OperationalError | DBAPIError):
-        code = getattr(getattr(exc, "orig", None), "sqlstate", None)
-        return code in _RETRYABLE_PGCODES
-    return False
 
 
 Prepare = tuple[Callable[[Connection, list[Any]], None], Any]
@@ -150,7 +127,9 @@ class Database:
         self._stopping = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._loop_writer: _LoopWriter | None = None
-        self._queues: list[queue.SimpleQueue[_Write | None]] = []
+        self._queues: list[queue.SimpleQueue[list[_Write] | None]] = []
+        # Writes queued during one loop iteration, per loop and writer queue: handed over at its end.
+        self._staged: dict[asyncio.AbstractEventLoop, dict[int, list[_Write]]] = {}
         self._threads: list[threading.Thread] = []
         if self.is_sqlite:
             self._loop_writer = _LoopWriter(self)
@@ -165,7 +144,7 @@ class Database:
                 self._checkpointer.start()
             return
         for number in range(write_threads):
-            q: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+            q: queue.SimpleQueue[list[_Write] | None] = queue.SimpleQueue()
             thread = threading.Thread(
                 target=self._write_loop, args=(q,), name=f"db-writer-{number}", daemon=True
             )
@@ -196,9 +175,22 @@ class Database:
         item = _Write(fn, waiter=waiter, prepare=prepare)
         if self._loop_writer is not None:
             self._loop_writer.enqueue(item, loop)
-        else:
-            self._queue_for(key).put(item)
+            return waiter
+        staged = self._staged.get(loop)
+        if staged is None:
+            staged = self._staged[loop] = {}
+            loop.call_soon(self._hand_over, loop)
+        staged.setdefault(self._queue_number(key), []).append(item)
         return waiter
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """At the end of a loop iteration, give each writer thread its writes in one piece.
+
+        One wake-up per thread and iteration instead of one per write: each wake-up made the
+        thread contend for the GIL with the loop that was still queuing.
+        """
+        for number, items in self._staged.pop(loop, {}).items():
+            self._queues[number].put(items)
 
     async def write(
         self, fn: Callable[[Connection], T], *, key: str | None = None, prepare: Prepare | None = None
@@ -215,7 +207,7 @@ class Database:
             raise RuntimeError("database is closed")
         if self._loop_writer is None:
             future: concurrent.futures.Future[T] = concurrent.futures.Future()
-            self._queue_for(key).put(_Write(fn, future=future))
+            self._queues[self._queue_number(key)].put([_Write(fn, future=future)])
             return future.result()
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
             ((_, ok, value),) = _commit_group(conn, [_Write(fn)])
@@ -223,10 +215,10 @@ class Database:
             raise value
         return typing.cast(T, value)
 
-    def _queue_for(self, key: str | None) -> queue.SimpleQueue[_Write | None]:
-        return self._queues[zlib.crc32(key.encode()) % len(self._queues) if key else 0]
+    def _queue_number(self, key: str | None) -> int:
+        return zlib.crc32(key.encode()) % len(self._queues) if key else 0
 
-    def _write_loop(self, q: queue.SimpleQueue[_Write | None]) -> None:
+    def _write_loop(self, q: queue.SimpleQueue[list[_Write] | None]) -> None:
         """A PostgreSQL writer thread: commit whatever is waiting, as one group, until told to stop."""
         writer = _ThreadWriter(self)
         try:
@@ -264,6 +256,8 @@ class Database:
         """
         self._closed = True
         deadline = time.monotonic() + timeout
+        for loop in list(self._staged):  # writes queued in a loop iteration that never ended
+            self._hand_over(loop)
         for q in self._queues:
             q.put(None)
         for thread in self._threads:
@@ -306,7 +300,7 @@ def _commit_group(conn: Connection, group: list[_Write]) -> list[_Outcome]:
         return _run_group(conn, group, isolated=False)
     except _WriteFailed as failed:
         cause = failed.__cause__ or failed
-        if _lost(conn, cause):
+        if lost(conn, cause):
             raise ConnectionLost(cause, at_commit=False) from cause
         return _run_group(conn, group, isolated=True)
 
@@ -332,7 +326,7 @@ def _run_group(conn: Connection, group: list[_Write], *, isolated: bool) -> list
     try:
         transaction = conn.begin()
     except DBAPIError as exc:
-        if _lost(conn, exc):
+        if lost(conn, exc):
             raise ConnectionLost(exc, at_commit=False) from exc
         if isinstance(exc, OperationalError) and _is_locked(exc):
             raise WriteLockBusy(str(exc)) from exc
@@ -362,7 +356,7 @@ def _run_group(conn: Connection, group: list[_Write], *, isolated: bool) -> list
     except _WriteFailed:
         raise
     except Exception as exc:  # the commit itself failed: nothing in the group was stored
-        if _lost(conn, exc):
+        if lost(conn, exc):
             raise ConnectionLost(exc, at_commit=committing) from exc
         log.exception("write group of %d failed to commit", len(group))
         return [(item, False, exc) for item in group]
@@ -381,7 +375,7 @@ def _run_in_savepoint(conn: Connection, cursor: Any, item: _Write) -> tuple[bool
                 raise  # no savepoint to go back to: the whole group is lost with the connection
             cursor.execute("ROLLBACK TO SAVEPOINT gm_write")
             cursor.execute("RELEASE SAVEPOINT gm_write")
-            if _is_retryable(exc) and attempt < RETRIES - 1:
+            if is_retryable(exc) and attempt < RETRIES - 1:
                 continue
             return False, exc
         cursor.execute("RELEASE SAVEPOINT gm_write")
@@ -389,20 +383,20 @@ def _run_in_savepoint(conn: Connection, cursor: Any, item: _Write) -> tuple[bool
     raise AssertionError("unreachable")
 
 
-def _take_group(q: queue.SimpleQueue[_Write | None]) -> tuple[list[_Write], bool]:
-    """Wait for a write, then take whatever else is waiting (up to `MAX_GROUP`); True: stop after."""
+def _take_group(q: queue.SimpleQueue[list[_Write] | None]) -> tuple[list[_Write], bool]:
+    """Wait for writes, then take whatever else is waiting (up to about `MAX_GROUP`); True: stop after."""
     first = q.get()
     if first is None:
         return [], True
-    group = [first]
+    group = list(first)
     while len(group) < MAX_GROUP:
         try:
-            item = q.get_nowait()
+            items = q.get_nowait()
         except queue.Empty:
             break
-        if item is None:
+        if items is None:
             return group, True
-        group.append(item)
+        group.extend(items)
     return group, False
 
 

@@ -1,5 +1,5 @@
-"""What a database that went away looks like: which errors mean "unreachable", and the libpq
-settings that make a cut network fail in seconds instead of minutes.
+"""What a database that went away looks like: which errors mean "unreachable" (and which a retry
+may fix), and the libpq settings that make a cut network fail in seconds instead of minutes.
 
 `db/engine.py` turns such errors into `DatabaseUnavailable` (503 with Retry-After); the replica
 relay (`server/fanout.py`) connects with the same settings.
@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from sqlalchemy import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import URL, Connection, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from goliat_monitor.errors import DatabaseUnavailable
 
@@ -54,3 +54,30 @@ def is_connection_lost(exc: BaseException) -> bool:
         return False
     code = exc.sqlstate
     return code is None or code.startswith("08") or code in _UNREACHABLE_PGCODES
+
+
+def is_broken(conn: Connection) -> bool:
+    """The connection can no longer be used: closed, invalidated, or its driver says so."""
+    if conn.closed or conn.invalidated:
+        return True
+    return bool(getattr(conn.connection.driver_connection, "broken", False))
+
+
+def lost(conn: Connection, exc: BaseException) -> bool:
+    """`exc`, raised on `conn`, means the connection is gone (not that the statement was wrong)."""
+    return is_connection_lost(exc) or is_broken(conn)
+
+
+# PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock, unique violation (a concurrent
+# first message created the same worker session).
+_RETRYABLE_PGCODES = {"40001", "40P01", "23505"}
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A write that failed this way may succeed if run again: a race with another writer or replica."""
+    if isinstance(exc, IntegrityError):
+        return True
+    if isinstance(exc, OperationalError | DBAPIError):
+        code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+        return code in _RETRYABLE_PGCODES
+    return False

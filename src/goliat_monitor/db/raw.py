@@ -57,7 +57,8 @@ class Raw:
         return "0" if self.is_sqlite else "false"
 
     def one(self, sql: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        batching.flush(self._conn)
+        if not self.is_sqlite:
+            batching.flush(self._conn)
         cursor = self._cursor
         cursor.execute(self._sql(sql), params)
         row = cursor.fetchone()
@@ -71,7 +72,8 @@ class Raw:
         return dict(zip(names, row, strict=True))
 
     def all(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        batching.flush(self._conn)
+        if not self.is_sqlite:
+            batching.flush(self._conn)
         cursor = self._cursor
         cursor.execute(self._sql(sql), params)
         rows = cursor.fetchall()
@@ -83,21 +85,23 @@ class Raw:
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def scalar(self, sql: str, params: Mapping[str, Any]) -> Any:
-        batching.flush(self._conn)
+        if not self.is_sqlite:
+            batching.flush(self._conn)
         self._cursor.execute(self._sql(sql), params)
         row = self._cursor.fetchone()
         return None if row is None else row[0]
 
     def run(self, sql: str, params: Mapping[str, Any]) -> int:
         """Run a statement now and return how many rows it changed."""
-        batching.flush(self._conn)
+        if not self.is_sqlite:
+            batching.flush(self._conn)
         self._cursor.execute(self._sql(sql), params)
         return int(self._cursor.rowcount)
 
     def send(self, sql: str, params: Mapping[str, Any]) -> None:
         """A statement whose outcome nobody reads: on PostgreSQL it may travel with the next ones."""
         sql = self._sql(sql)
-        if not batching.hold(self._conn, sql, params):
+        if self.is_sqlite or not batching.hold(self._conn, sql, params):
             self._cursor.execute(sql, params)
 
     def insert(self, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
@@ -111,7 +115,7 @@ class Raw:
             chunk = rows[start : start + INSERT_CHUNK]
             sql = _insert_sql(table, columns, len(chunk), placeholder)
             values = [value for row in chunk for value in row]
-            if not batching.hold(self._conn, sql, values):
+            if self.is_sqlite or not batching.hold(self._conn, sql, values):
                 self._cursor.execute(sql, values)
 
 

@@ -26,12 +26,14 @@ def _settings_options(function: Any) -> Any:
         if default is not None:
             help_text += f" [default: {default}]"
         annotation = info.annotation
+        flag = name.replace("_", "-")
+        if annotation is bool:  # --private / --no-private; absent leaves the environment's value
+            function = click.option(f"--{flag}/--no-{flag}", name, default=None, help=help_text)(function)
+            continue
         kind: Any = str
         if annotation in (int, float):
             kind = annotation
-        function = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=help_text)(
-            function
-        )
+        function = click.option(f"--{flag}", name, type=kind, default=None, help=help_text)(function)
     return function
 
 

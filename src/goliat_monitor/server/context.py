@@ -13,6 +13,7 @@ from goliat_monitor.blobs import BlobStore, Readable
 from goliat_monitor.db.engine import Database
 from goliat_monitor.db.queries.common import Changes, Clock
 from goliat_monitor.events import EventBroker
+from goliat_monitor.server.token_cache import TokenCache
 from goliat_monitor.settings import ServerSettings
 
 
@@ -23,6 +24,7 @@ class ServerContext:
     blobs: BlobStore
     events: EventBroker = field(default_factory=EventBroker)
     now: Callable[[], float] = time.time
+    token_cache: TokenCache = field(default_factory=TokenCache)
 
     def clock(self) -> Clock:
         s = self.settings

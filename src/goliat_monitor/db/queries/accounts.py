@@ -61,13 +61,17 @@ def set_password(conn: Connection, username: str, password_hash: str, now: float
     row = user_by_name(conn, username)
     if row is None:
         return False
-    conn.execute(update(users).where(users.c.id == row["id"]).values(password_hash=password_hash, updated_at=now))
+    conn.execute(
+        update(users).where(users.c.id == row["id"]).values(password_hash=password_hash, updated_at=now)
+    )
     revoke_user_sessions(conn, row["id"], now)
     return True
 
 
 def count_admins(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(users).where(users.c.role == "admin")).scalar_one())
+    return int(
+        conn.execute(select(func.count()).select_from(users).where(users.c.role == "admin")).scalar_one()
+    )
 
 
 # -- sessions ----------------------------------------------------------------------------------
@@ -154,7 +158,9 @@ def revoke_session(conn: Connection, session_id: str, now: float) -> bool:
 def revoke_user_sessions(conn: Connection, user_id: str, now: float) -> int:
     """Sign a user out everywhere: every live session of theirs, on every replica, at once."""
     result = conn.execute(
-        update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)).values(revoked_at=now)
+        update(sessions)
+        .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now)
     )
     return int(result.rowcount)
 
@@ -178,7 +184,9 @@ def list_live_sessions(conn: Connection, now: float) -> list[RowMapping]:
 
 def purge_sessions(conn: Connection, now: float) -> int:
     """Drop sessions that can no longer sign anyone in."""
-    result = conn.execute(delete(sessions).where((sessions.c.expires_at <= now) | sessions.c.revoked_at.isnot(None)))
+    result = conn.execute(
+        delete(sessions).where((sessions.c.expires_at <= now) | sessions.c.revoked_at.isnot(None))
+    )
     return int(result.rowcount)
 
 
@@ -190,7 +198,9 @@ def add_token(conn: Connection, name: str, role: str, token_hash: str, now: floa
     try:
         with conn.begin_nested():
             conn.execute(
-                insert(api_tokens).values(id=token_id, name=name, role=role, token_hash=token_hash, created_at=now)
+                insert(api_tokens).values(
+                    id=token_id, name=name, role=role, token_hash=token_hash, created_at=now
+                )
             )
     except IntegrityError:
         raise Conflict(f"a token named {name!r} already exists") from None
@@ -231,7 +241,9 @@ def recent_failures(conn: Connection, key: str, *, since: float, limit: int) -> 
 def record_failure(conn: Connection, keys: Iterable[str], now: float, *, forget_before: float) -> None:
     """Count one failure against each key, and drop that key's failures too old to matter."""
     keys = list(keys)
-    conn.execute(delete(auth_failures).where(auth_failures.c.key.in_(keys), auth_failures.c.at <= forget_before))
+    conn.execute(
+        delete(auth_failures).where(auth_failures.c.key.in_(keys), auth_failures.c.at <= forget_before)
+    )
     conn.execute(insert(auth_failures), [{"key": key, "at": now} for key in keys])
 
 
@@ -254,7 +266,12 @@ def audit(
 ) -> None:
     conn.execute(
         insert(audit_log).values(
-            at=at, actor=actor[:128], action=action[:64], detail=detail[:2000], address=address[:64], status=status
+            at=at,
+            actor=actor[:128],
+            action=action[:64],
+            detail=detail[:2000],
+            address=address[:64],
+            status=status,
         )
     )
 

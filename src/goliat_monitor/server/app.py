@@ -183,6 +183,8 @@ def _refuse_without_admin(db: Database, settings: ServerSettings) -> None:
 
 
 def _warn_if_open(settings: ServerSettings) -> None:
+    if settings.private:
+        return  # every call needs an account or a token (worker calls: a worker token)
     if settings.worker_token is None and settings.admin_token is None:
         log.warning(
             "No worker or admin token is set: anyone who can reach this server can post updates "

@@ -84,18 +84,22 @@ class AccessMiddleware:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        status: list[int] = []
+        audited = False
 
-        async def send_and_note(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status.append(int(message["status"]))
+        async def send_after_audit(message: Message) -> None:
+            # An admin action is in the log before its answer leaves: whoever sees it succeed can
+            # read it in the audit log at once, on any replica.
+            nonlocal audited
+            if message["type"] == "http.response.start" and AUDIT in scope and not audited:
+                audited = True
+                await self._audit(request, str(scope[AUDIT]), int(message["status"]))
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, receive, send_after_audit)
         finally:
-            if AUDIT in scope:
-                await self._audit(request, str(scope[AUDIT]), status[0] if status else None)
+            if AUDIT in scope and not audited:  # it failed before answering
+                await self._audit(request, str(scope[AUDIT]), None)
 
     async def _refusal(self, request: Request) -> JSONResponse | RedirectResponse | None:
         """None to let the request through, else the answer that refuses it."""

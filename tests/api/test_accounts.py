@@ -289,3 +289,16 @@ def test_sessions_and_tokens_work_on_an_open_server_too(make_server: Callable[..
             ).status_code
             == 200
         )
+
+
+def test_housekeeping_forgets_ended_sessions_and_old_failures(make_server: Callable[..., LiveServer]) -> None:
+    from goliat_monitor.server import services
+
+    server = private_server(make_server, session_ttl_s=60, login_window_s=60)
+    server.client.post("/api/session", json={"username": VIEWER, "password": "wrong-one"})
+    client, _ = sign_in(server, VIEWER, VIEWER_PASSWORD)
+    client.close()
+    assert server.run(services.forget_sign_ins(server.context)) == 0
+    server.clock.advance(61)
+    # The session and the address's failure (signing in cleared the account's).
+    assert server.run(services.forget_sign_ins(server.context)) == 2

@@ -247,6 +247,10 @@ def record_failure(conn: Connection, keys: Iterable[str], now: float, *, forget_
     conn.execute(insert(auth_failures), [{"key": key, "at": now} for key in keys])
 
 
+def purge_failures(conn: Connection, before: float) -> int:
+    return int(conn.execute(delete(auth_failures).where(auth_failures.c.at <= before)).rowcount)
+
+
 def clear_failures(conn: Connection, key: str) -> None:
     conn.execute(delete(auth_failures).where(auth_failures.c.key == key))
 

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi import Depends
 
+from goliat_monitor.bridge import WebGUIBridge
 from goliat_monitor.db.queries import accounts
 from goliat_monitor.server.app import create_app
 from goliat_monitor.server.auth import require_admin
@@ -58,6 +59,12 @@ def run_goliat_flow(url: str, token: str) -> dict[str, str]:
             files=[("files", ("sar.json", b'{"sar": 1}', "application/json"))],
         )
         assert upload.status_code == 200, upload.text
+        # The study's GUI bridge (ours, as GOLIAT's would be) with the same prefixed URL.
+        bridge = WebGUIBridge(f"{url}/t/{token}", MACHINE)
+        bridge.start()
+        bridge.enqueue({"type": "status", "message": "from the bridge", "log_type": "info"})
+        bridge.stop(timeout=20)
+        assert bridge.rejected == 0 and bridge.dropped == 0
         finished = {
             "machineId": MACHINE,
             "message": {"type": "finished", "message": "Study finished successfully"},
@@ -146,7 +153,7 @@ def test_goliat_works_through_the_prefix_and_nothing_is_readable_without_a_crede
         assert zipfile.ZipFile(io.BytesIO(zipped.content)).namelist()
         assert viewer.get(f"/api/workers/{ids['worker']}/screenshots/Timings").content == JPEG
         detail = viewer.get(f"/api/workers/{ids['worker']}").json()
-        assert [line["message"] for line in detail["guiState"]["logMessages"]] == ["hello"]
+        assert [line["message"] for line in detail["guiState"]["logMessages"]] == ["hello", "from the bridge"]
         assert viewer.get(f"/super-studies/{ids['study']}").status_code == 200
 
 

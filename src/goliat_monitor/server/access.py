@@ -80,7 +80,9 @@ class AccessMiddleware:
         try:
             refusal = await self._refusal(request)
         except ApiError as exc:  # the database is unreachable, say
-            refusal = JSONResponse({"error": exc.message}, status_code=exc.status_code)
+            retry = getattr(exc, "retry_after_s", None)
+            headers = {"Retry-After": str(retry)} if retry is not None else None
+            refusal = JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=headers)
         if refusal is not None:
             await refusal(scope, receive, send)
             return

@@ -302,3 +302,18 @@ def test_housekeeping_forgets_ended_sessions_and_old_failures(make_server: Calla
     server.clock.advance(61)
     # The session and the address's failure (signing in cleared the account's).
     assert server.run(services.forget_sign_ins(server.context)) == 2
+
+
+def test_a_form_carries_the_csrf_token_as_a_hidden_field(private: LiveServer) -> None:
+    with httpx.Client(base_url=private.url, headers=bearer("admin")) as admin:
+        study = create_study(admin)
+    client, csrf = sign_in(private, ADMIN, ADMIN_PASSWORD)
+    with closing(client):
+        cancel = f"/api/super-studies/{study['id']}/cancel"
+        assert client.post(cancel, data={"csrf_token": "forged"}).status_code == 403
+        assert client.post(cancel, data={"csrf_token": csrf}).status_code == 200
+        assert client.post("/logout", data={}).status_code == 403  # the sign-out form without it
+        assert client.get("/api/session").status_code == 200
+        signed_out = client.post("/logout", data={"csrf_token": csrf})
+        assert signed_out.status_code == 303 and signed_out.headers["location"] == "/login"
+        assert client.get("/api/session").status_code == 401

@@ -182,9 +182,12 @@ def make_server(tmp_path: Path, backend: str | None) -> Iterator[Callable[..., L
     stops: list[Callable[[], None]] = []
     clients: list[httpx.Client] = []
 
-    def make(**overrides: Any) -> LiveServer:
+    def make(prepare: Callable[[ServerSettings], None] | None = None, **overrides: Any) -> LiveServer:
+        """`prepare(settings)` runs before the server starts (to add accounts a `--private` server needs)."""
         clock = FakeClock()
         settings = ServerSettings(data_dir=tmp_path / f"data{len(stops)}", database_url=backend, **overrides)
+        if prepare is not None:
+            prepare(settings)
         url, app, stop = start_server(settings, clock)
         stops.append(stop)
         client = httpx.Client(base_url=url, timeout=30)

@@ -19,6 +19,22 @@ class Unauthorized(ApiError):
     status_code = 401
 
 
+class Forbidden(ApiError):
+    """Signed in (or a valid token), but the role may not do this."""
+
+    status_code = 403
+
+
+class RateLimited(ApiError):
+    """Too many failed sign-ins: answered as 429 with `Retry-After`."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotFound(ApiError):
     status_code = 404
 

@@ -55,6 +55,30 @@ class ServerSettings(BaseSettings):
         description="Shared secret required to create, change or delete super studies when set; "
         "it is accepted wherever the worker token is.",
     )
+    private: bool = Field(
+        False,
+        description="Every page, API read, live stream, download and /metrics needs a signed-in "
+        "session or an API token (only /api/health, /login and the worker calls stay reachable); "
+        "refuses to start without an admin account (`goliat-monitor user add NAME --role admin`).",
+    )
+    session_ttl_s: float = Field(
+        7 * 86400.0, description="Seconds a sign-in lasts before the browser must sign in again."
+    )
+    trust_proxy_headers: bool = Field(
+        False,
+        description="Believe X-Forwarded-Proto and X-Forwarded-For from any peer (behind a PaaS "
+        "router or your own reverse proxy): decides the session cookie's Secure flag and the "
+        "client address the sign-in limit and the audit log use.",
+    )
+    login_max_failures: int = Field(
+        5, description="Failed sign-ins per account inside --login-window-s before it answers 429."
+    )
+    login_max_failures_per_address: int = Field(
+        20, description="Failed sign-ins per client address inside --login-window-s before 429."
+    )
+    login_window_s: float = Field(
+        300.0, description="Sliding window, in seconds, over which failed sign-ins are counted."
+    )
     offline_after_s: float = Field(
         30.0, description="Seconds without any message after which a worker shows as offline."
     )

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from tests.accounts import bearer, private_server
 from tests.conftest import LiveServer
 from tests.goliat_client import GOLIAT_FIELDS, GOLIAT_TABS
 
@@ -65,3 +67,17 @@ def test_goliats_own_client_stores_every_tab(server: LiveServer, goliat_source: 
         answer = server.client.get(f"/api/workers/{worker['id']}/screenshots/{quote(field, safe='')}")
         assert answer.status_code == 200, field
         assert answer.content == JPEG
+
+
+def test_goliats_own_client_works_on_a_private_server_through_the_token_prefix(
+    make_server: Callable[..., LiveServer], goliat_source: Path
+) -> None:
+    server = private_server(make_server, worker_token="w-secret")
+    python = os.environ.get("GOLIAT_PYTHON", sys.executable)
+    url = f"{server.url}/t/w-secret"
+    argv = [python, "-c", _DRIVER, str(goliat_source), url, MACHINE, JPEG.hex(), *GOLIAT_TABS]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert server.client.get("/api/workers").status_code == 401
+    (worker,) = server.client.get("/api/workers", headers=bearer("viewer")).json()
+    assert worker["hostname"] == "real-goliat"

@@ -1,6 +1,6 @@
 """The `goliat-monitor` command line: one click group, one command per job.
 
-The server's commands are in `server.py`, the campaign's (splitting, super studies, the agent, the
+The server's commands are in `server.py`, accounts and API tokens in `accounts.py`, the campaign's (splitting, super studies, the agent, the
 simulated study and the demo) in `campaign.py`.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from goliat_monitor import __version__
-from goliat_monitor.cli import campaign, server
+from goliat_monitor.cli import accounts, campaign, server
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +22,8 @@ for _command in (
     server.serve,
     server.db,
     server.artifacts,
+    accounts.user,
+    accounts.token,
     campaign.split,
     campaign.simulate_study,
     campaign.super_study,

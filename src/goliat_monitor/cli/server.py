@@ -26,12 +26,14 @@ def _settings_options(function: Any) -> Any:
         if default is not None:
             help_text += f" [default: {default}]"
         annotation = info.annotation
+        flag = name.replace("_", "-")
+        if annotation is bool:  # --private / --no-private; absent leaves the environment's value
+            function = click.option(f"--{flag}/--no-{flag}", name, default=None, help=help_text)(function)
+            continue
         kind: Any = str
         if annotation in (int, float):
             kind = annotation
-        function = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=help_text)(
-            function
-        )
+        function = click.option(f"--{flag}", name, type=kind, default=None, help=help_text)(function)
     return function
 
 
@@ -68,11 +70,14 @@ def serve(log_level: str, access_log: bool, **options: Any) -> None:
 
     import uvicorn
 
-    from goliat_monitor.server.app import create_app
+    from goliat_monitor.server.app import NoAdminAccount, create_app
 
     settings = _server_settings(options)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except NoAdminAccount as exc:
+        raise click.ClickException(str(exc)) from None
     # The ~120,000 objects of the loaded app live as long as the process: moved out of the cyclic
     # collector's sight, a full collection no longer stops every request for ~40 ms.
     gc.collect()

@@ -289,3 +289,66 @@ result_files = Table(
     Column("created_at", Float, nullable=False),
     Index("uq_result_files_path", "assignment_id", "relative_path", "filename", unique=True),
 )
+
+# -- accounts, sign-in and the audit log (migration 0007) ---------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),  # argon2id, with its own salt and cost
+    Column("role", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Server-side sessions, shared by every replica. The cookie holds a random secret; only its
+# SHA-256 is stored, so a copy of the database signs nobody in.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("address", String(64), nullable=False, server_default=""),
+    Index("ix_sessions_user", "user_id"),
+)
+
+# API tokens: only the SHA-256 of the (random, 256-bit) token is kept.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+# Failed sign-ins by key ("user:<name>", "addr:<ip>"), read by the rate limiter of every replica.
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("key", String(160), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_auth_failures_key_at", "key", "at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("address", String(64), nullable=False, server_default=""),
+    Column("status", Integer),
+    Index("ix_audit_log_at", "at"),
+)

@@ -26,8 +26,19 @@ from goliat_monitor.blobs import open_store
 from goliat_monitor.db import migrate
 from goliat_monitor.db.engine import Database
 from goliat_monitor.db.outages import is_connection_lost
-from goliat_monitor.errors import ApiError, DatabaseUnavailable
-from goliat_monitor.server import events_api, pages, read_api, services, studies_api, worker_api
+from goliat_monitor.db.queries import accounts
+from goliat_monitor.errors import ApiError, DatabaseUnavailable, RateLimited
+from goliat_monitor.server import (
+    account_pages,
+    events_api,
+    pages,
+    read_api,
+    services,
+    session_api,
+    studies_api,
+    worker_api,
+)
+from goliat_monitor.server.access import AccessMiddleware
 from goliat_monitor.server.auth import TokenPrefixMiddleware
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.hub import Hub
@@ -43,6 +54,8 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url, write_threads=settings.write_threads)
     migrate.upgrade(db.engine)
+    if settings.private:
+        _refuse_without_admin(db, settings)
     blobs = open_store(settings.artifacts_url, settings.artifacts_dir)
     context = ServerContext(settings=settings, db=db, blobs=blobs, now=now)
     hub = Hub(context)
@@ -85,6 +98,8 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
         studies_api.router,
         read_api.router,
         events_api.router,
+        session_api.router,
+        account_pages.router,
         pages.router,
     )
     for router in routers:
@@ -107,14 +122,17 @@ class GoliatMonitorApp(FastAPI):
     """FastAPI with this server's edge layers outside the framework's own middleware stack."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        """Security headers, token prefix and body limits, then the lean ingest calls, then FastAPI.
+        """Security headers, token prefix and body limits, then the lean ingest calls, then the
+        access rules (`--private`, CSRF, the audit log), then FastAPI.
 
         Built this way round so that the calls GOLIAT makes thousands of times a second pass the
-        edge layers every request needs, and only those (see `LeanRouteDispatch`); the security
-        headers are on every answer, a framework 500 included.
+        edge layers every request needs, and only those (see `LeanRouteDispatch`; they check
+        their worker token themselves); the security headers are on every answer, a framework
+        500 included.
         """
         settings: ServerSettings = self.state.context.settings
-        stack: ASGIApp = LeanRouteDispatch(super().build_middleware_stack(), self)
+        stack: ASGIApp = AccessMiddleware(super().build_middleware_stack(), self)
+        stack = LeanRouteDispatch(stack, self)
         stack = BodyLimitMiddleware(
             stack, json_limit=settings.max_json_bytes, upload_limit=settings.max_request_bytes
         )
@@ -156,7 +174,28 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class NoAdminAccount(RuntimeError):
+    """`--private` with nobody who could sign in and manage the server."""
+
+
+def _refuse_without_admin(db: Database, settings: ServerSettings) -> None:
+    if db.read_sync(accounts.count_admins) > 0:
+        return
+    db.close()
+    where = (
+        f"--database-url {settings.database_url}"
+        if settings.database_url
+        else f"--data-dir {settings.data_dir}"
+    )
+    raise NoAdminAccount(
+        "--private needs an admin account to sign in with, and this database has none. Add one, "
+        f"then start again:\n  goliat-monitor user add NAME --role admin {where}"
+    )
+
+
 def _warn_if_open(settings: ServerSettings) -> None:
+    if settings.private:
+        return  # every call needs an account or a token (worker calls: a worker token)
     if settings.worker_token is None and settings.admin_token is None:
         log.warning(
             "No worker or admin token is set: anyone who can reach this server can post updates "
@@ -184,6 +223,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         if isinstance(exc, DatabaseUnavailable):
             return _unavailable(exc)
+        if isinstance(exc, RateLimited):
+            return _error(exc.status_code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
         return _error(exc.status_code, exc.message)
 
     @app.exception_handler(RequestValidationError)

@@ -15,6 +15,7 @@ from goliat_monitor.db.engine import Database
 from goliat_monitor.db.migrate import schema_revision
 from goliat_monitor.db.queries.common import Changes, Clock
 from goliat_monitor.events import EventBroker
+from goliat_monitor.server.token_cache import TokenCache
 from goliat_monitor.settings import ServerSettings
 
 
@@ -57,6 +58,7 @@ class ServerContext:
     blobs: BlobStore
     events: EventBroker = field(default_factory=EventBroker)
     now: Callable[[], float] = time.time
+    token_cache: TokenCache = field(default_factory=TokenCache)
     schema: SchemaProbe = field(init=False)
 
     def __post_init__(self) -> None:

@@ -32,7 +32,7 @@ from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.domain.models import ANSI_ESCAPE, LOG_TYPES
 from goliat_monitor.errors import NotFound
 from goliat_monitor.server import views as api_views
-from goliat_monitor.server.auth import may_change
+from goliat_monitor.server.auth import current_principal, may_change
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.hub import get_hub
 from goliat_monitor.server.overview import SORTS, STATUS_FILTERS, shown_workers, totals
@@ -237,6 +237,13 @@ def _render(request: Request, name: str, status_code: int = 200, **values: Any) 
     values.setdefault("events_query", "")
     values.setdefault("page_data", None)
     values.setdefault("page", name.removesuffix(".html"))
+    # Who is looking: the header shows the account and its sign-out control, the pages hide what
+    # the role may not do (the server refuses it anyway), and scripts send the CSRF token.
+    account = current_principal(request)
+    values.setdefault("can_admin", may_change(request, context.settings))
+    values.setdefault("account", account if account is not None and account.kind == "session" else None)
+    values.setdefault("read_only", account is not None and not values["can_admin"])
+    values.setdefault("private", context.settings.private)
     base = _base(request)
     response = templates.TemplateResponse(
         request,
@@ -254,6 +261,10 @@ def _render(request: Request, name: str, status_code: int = 200, **values: Any) 
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+render = _render
+"""For the account pages (`server/account_pages.py`), which share the layout."""
 
 
 def _not_found(request: Request, what: str) -> HTMLResponse:

@@ -13,7 +13,7 @@ import random
 from sqlalchemy import Connection
 
 from goliat_monitor.db.outages import pg_connect_args
-from goliat_monitor.db.queries import assignments, ingest
+from goliat_monitor.db.queries import accounts, assignments, ingest
 from goliat_monitor.db.queries.common import Changes
 from goliat_monitor.errors import DatabaseUnavailable
 from goliat_monitor.server.context import ServerContext
@@ -26,10 +26,16 @@ _jitter = random.Random()
 LEASE_CHECK_S = 5.0
 MESSAGE_ID_TTL_S = 24 * 3600.0
 FORGET_ROUNDS = 20
+SIGN_IN_HOUSEKEEPING_S = 600.0
 
 
 def start(context: ServerContext) -> list[asyncio.Task[None]]:
-    tasks = [asyncio.create_task(_every(LEASE_CHECK_S, lambda: expire_leases(context)), name="lease-expiry")]
+    tasks = [
+        asyncio.create_task(_every(LEASE_CHECK_S, lambda: expire_leases(context)), name="lease-expiry"),
+        asyncio.create_task(
+            _every(SIGN_IN_HOUSEKEEPING_S, lambda: forget_sign_ins(context)), name="sign-ins"
+        ),
+    ]
     if not context.db.is_sqlite:
         url = context.db.engine.url
         fanout = Fanout(conninfo(url), context.events, connect_args=pg_connect_args(url))
@@ -70,6 +76,17 @@ async def forget_message_ids(context: ServerContext) -> int:
         if forgotten < ingest.FORGET_BATCH:
             break
     return total
+
+
+async def forget_sign_ins(context: ServerContext) -> int:
+    """Drop sessions that can sign nobody in any more and failed sign-ins the limit no longer counts."""
+    now = context.now()
+    window = context.settings.login_window_s
+
+    def step(conn: Connection) -> int:
+        return accounts.purge_sessions(conn, now) + accounts.purge_failures(conn, now - window)
+
+    return await context.db.write(step)
 
 
 async def _every(interval: float, action: object) -> None:

@@ -1,5 +1,5 @@
 /* The form that splits a GOLIAT config into a super study: preview the split, then create it. */
-import { ADMIN_NEEDED, base, postJson } from "./api.js";
+import { ADMIN_NEEDED, ROLE_REFUSED, base, postJson } from "./api.js";
 import { $, $$, h, setText } from "./dom.js";
 
 function readJsonFile(file) {
@@ -125,7 +125,7 @@ export function createStudyForm() {
         replaceWrap.hidden = false;
         say("A study named \u201c" + name + "\u201d already exists. Tick \u201creplace\u201d and create again to replace it, or choose another name.", true);
       } else {
-        say(error.status === 401 ? ADMIN_NEEDED : "Could not create the study: " + error.message, true);
+        say(error.status === 403 ? ROLE_REFUSED : error.status === 401 ? ADMIN_NEEDED : "Could not create the study: " + error.message, true);
       }
     });
   });

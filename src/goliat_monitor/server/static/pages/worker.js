@@ -1,7 +1,7 @@
 /* The worker page: GOLIAT's progress window for one worker, live log, its GUI tabs drawn from data
  * (charts, timings table and pies) and its screenshots. */
 import { startPage } from "../app.js";
-import { api, base } from "../lib/api.js";
+import { ADMIN_NEEDED, ROLE_REFUSED, api, base } from "../lib/api.js";
 import { stageText, statusText } from "../lib/cards.js";
 import { drawChart } from "../lib/charts.js";
 import { $, field, h, setBar, setField, setText, statusClass, throttle, timeEl } from "../lib/dom.js";
@@ -172,7 +172,7 @@ function init(data) {
   findNewerSession(data);
 
   var form = $("#label-form");
-  form.addEventListener("submit", function (event) {
+  if (form) form.addEventListener("submit", function (event) {
     event.preventDefault();
     var msg = $("#label-msg");
     setText(msg, "Saving…");
@@ -184,8 +184,8 @@ function init(data) {
       setText(msg, "Saved.");
       setField(doc, "name", w.machineLabel || w.hostname || w.machineId || w.id);
     }).catch(function (error) {
-      setText(msg, error.status === 401
-        ? "Not allowed: this server needs the admin token. Open the dashboard under /t/<admin token>/ to edit labels."
+      setText(msg, error.status === 403 ? ROLE_REFUSED : error.status === 401
+        ? "Not allowed: " + ADMIN_NEEDED
         : "Could not save: " + error.message);
     });
   });

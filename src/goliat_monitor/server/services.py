@@ -1,4 +1,4 @@
-"""Background loops of a server process: lease expiry and housekeeping.
+"""Background loops of a server process: lease expiry, housekeeping and SQLite's log indexer.
 
 Every loop is safe to run in several replicas at once: each step is one write transaction whose
 conditions make a second run a no-op.
@@ -10,8 +10,10 @@ import asyncio
 import logging
 import random
 
+import anyio
 from sqlalchemy import Connection
 
+from goliat_monitor.db import search_index
 from goliat_monitor.db.outages import pg_connect_args
 from goliat_monitor.db.queries import assignments, ingest
 from goliat_monitor.db.queries.common import Changes
@@ -28,6 +30,8 @@ FORGET_ROUNDS = 20
 
 def start(context: ServerContext) -> list[asyncio.Task[None]]:
     tasks = [asyncio.create_task(_every(LEASE_CHECK_S, lambda: expire_leases(context)), name="lease-expiry")]
+    if context.db.is_sqlite and ":memory:" not in context.db.url:
+        tasks.append(asyncio.create_task(index_log_text(context), name="log-indexer"))
     if not context.db.is_sqlite:
         url = context.db.engine.url
         fanout = Fanout(conninfo(url), context.events, connect_args=pg_connect_args(url))
@@ -68,6 +72,24 @@ async def forget_message_ids(context: ServerContext) -> int:
         if forgotten < ingest.FORGET_BATCH:
             break
     return total
+
+
+async def index_log_text(context: ServerContext) -> None:
+    """SQLite's log indexer (`db/search_index.py`): full batches back to back while lines wait, a
+    short sleep once caught up. Each batch runs on a worker thread with a connection of its own, so
+    the tokenizing happens beside the event loop, never on it."""
+    engine = context.db.engine
+    pause = search_index.INDEX_IDLE_S
+    while True:
+        await asyncio.sleep(pause)
+        try:
+            added = await anyio.to_thread.run_sync(search_index.index_step, engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a vanished file or a long-held lock must not end the loop
+            log.warning("log indexing failed; retrying", exc_info=True)
+            added = 0
+        pause = search_index.INDEX_BUSY_S if added >= search_index.INDEX_BATCH else search_index.INDEX_IDLE_S
 
 
 async def _every(interval: float, action: object) -> None:

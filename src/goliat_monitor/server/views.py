@@ -118,6 +118,11 @@ def log_page(page: LogPage) -> dict[str, Any]:
     return {"logs": [log_line(row) for row in page.lines], "nextBefore": page.next_before}
 
 
+def log_hit(row: AnyRow, machine_id: str | None) -> dict[str, Any]:
+    """One line found by `GET /api/logs`; its `cursor` opens it in its worker's log (`?line=`)."""
+    return {"workerId": row.worker_id, "machineId": machine_id, **log_line(row)}
+
+
 def sample(row: Mapping[Any, Any]) -> dict[str, Any]:
     """One point of a worker's progress and utilisation charts."""
     return {

@@ -48,7 +48,10 @@ def test_migrations_match_the_tables_on_both_databases(backend: str | None, tmp_
     engine = make_engine(url)
     assert migrate.current_revision(engine) == migrate.head_revision()
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False, "include_object": include_object}), metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": False, "include_object": include_object}),
+            metadata,
+        )
     engine.dispose()
     assert diff == []
     again = CliRunner().invoke(main, ["db", "upgrade", "--database-url", url])

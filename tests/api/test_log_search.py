@@ -72,13 +72,23 @@ def test_study_filter_keeps_the_lines_of_its_runs(server: LiveServer) -> None:
     study = create_study(server.client, name="campaign", count=2)
     other = create_study(server.client, name="other", count=1)
     first, second = study["assignments"]
-    assert server.client.post(f"/api/assignments/{first['id']}/claim", json={"machineId": A}).status_code == 200
+    assert (
+        server.client.post(f"/api/assignments/{first['id']}/claim", json={"machineId": A}).status_code == 200
+    )
     send(server, A, [("solver diverged in run one", "error")])
     claim = {"machineId": B}
-    assert server.client.post(f"/api/assignments/{other['assignments'][0]['id']}/claim", json=claim).status_code == 200
+    assert (
+        server.client.post(f"/api/assignments/{other['assignments'][0]['id']}/claim", json=claim).status_code
+        == 200
+    )
     send(server, B, [("solver diverged elsewhere", "error")])
     # The agent names the assignment it runs; the line follows it even before the worker row does.
-    assert server.client.post(f"/api/assignments/{second['id']}/claim", json={"machineId": "10.0.0.3"}).status_code == 200
+    assert (
+        server.client.post(
+            f"/api/assignments/{second['id']}/claim", json={"machineId": "10.0.0.3"}
+        ).status_code
+        == 200
+    )
     body = log_batch(0, [("solver diverged in run two", "warning")])
     assert gui(server.client, body, machine="10.0.0.3", assignmentId=second["id"]).status_code == 200
     send(server, "10.0.0.4", [("solver diverged outside any study", "info")])

@@ -41,7 +41,7 @@ def test_upgrade_indexes_existing_lines_and_links_them_to_their_run(
             )
             conn.execute(
                 text(
-                    "INSERT INTO assignments (id, super_study_id, \"index\", status, split_config, created_at,"
+                    'INSERT INTO assignments (id, super_study_id, "index", status, split_config, created_at,'
                     " updated_at) VALUES ('a1', 's1', 0, 'COMPLETED', '{}', 1, 1)"
                 )
             )
@@ -75,13 +75,16 @@ def test_upgrade_indexes_existing_lines_and_links_them_to_their_run(
                 # Every line is in the FTS5 index itself, not only found by the read above the mark.
                 top = conn.execute(text("SELECT MAX(id) FROM log_lines")).scalar_one()
                 assert search_index.indexed_through(conn) == top
-                hits = conn.execute(text("SELECT rowid FROM log_search WHERE log_search MATCH '\"esh\"'")).all()
+                hits = conn.execute(
+                    text("SELECT rowid FROM log_search WHERE log_search MATCH '\"esh\"'")
+                ).all()
                 assert len(hits) == len(LINES)
             else:
                 # Whether the planner may use it at once depends on the cluster's other open
                 # transactions (the backfill's HOT chains), so check the index itself.
                 definition = conn.execute(
-                    text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"), {"name": search_index.PG_INDEX}
+                    text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"),
+                    {"name": search_index.PG_INDEX},
                 ).scalar_one()
                 assert "gin (message gin_trgm_ops)" in definition
         assert migrate.current_revision(engine) == migrate.head_revision()

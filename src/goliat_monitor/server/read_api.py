@@ -86,7 +86,7 @@ async def worker_logs(
     context: ServerContext = Depends(get_context),
 ) -> dict[str, Any]:
     """Older log lines, a page at a time, newest page first; each page is oldest first."""
-    _check_types(log_type)
+    check_types(log_type)
     if q:
         log_queries.check_query(q)
 
@@ -118,37 +118,35 @@ async def search_logs(
     Matching: the text as typed, A-Z in either case, every other character exactly; at least 3
     characters. A hit's `cursor` opens it in its worker's log: `/workers/{workerId}?line=CURSOR`.
     """
-    text = log_queries.check_query(q)
-    _check_types(log_type)
-    if not 1 <= limit <= SEARCH_MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {SEARCH_MAX_LIMIT}")
-    before_id = _cursor_id(before) if before else None
-    search = log_queries.LogSearch(
-        text=text, log_types=log_type, study_id=study, before_id=before_id, limit=limit
-    )
+    search = parse_search(q, log_type, study=study, limit=limit, before=before)
 
     def read(conn: Connection) -> dict[str, Any]:
-        if study is not None:
-            log_queries.study_exists(conn, study)
-        hits = log_queries.search_lines(conn, search)
-        more = len(hits) > limit
-        hits = hits[:limit]
-        machines = log_queries.machine_ids(conn, sorted({hit.worker_id for hit in hits}))
-        return {
-            "logs": [views.log_hit(hit, machines.get(hit.worker_id)) for hit in hits],
-            "nextBefore": views.log_line(hits[-1])["cursor"] if more else None,
-        }
+        return views.log_search(log_queries.search_page(conn, search))
 
     return await context.db.read(read)
 
 
-def _check_types(log_types: list[str]) -> None:
+def parse_search(
+    q: str, log_types: list[str], *, study: str | None, limit: int, before: str | None
+) -> log_queries.LogSearch:
+    """A cross-worker search from its query parameters (the API's and the search page's), or BadRequest."""
+    text = log_queries.check_query(q)
+    check_types(log_types)
+    if not 1 <= limit <= SEARCH_MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {SEARCH_MAX_LIMIT}")
+    before_id = cursor_id(before) if before else None
+    return log_queries.LogSearch(
+        text=text, log_types=log_types, study_id=study or None, before_id=before_id, limit=limit
+    )
+
+
+def check_types(log_types: list[str]) -> None:
     unknown = [t for t in log_types if t not in LOG_TYPES]
     if unknown:
         raise BadRequest(f"Unknown log type(s): {', '.join(unknown)}")
 
 
-def _cursor_id(cursor: str) -> int:
+def cursor_id(cursor: str) -> int:
     """The row id in a log cursor (`<order key>.<row id>`), or BadRequest."""
     try:
         return worker_queries.parse_cursor(cursor)[1]

@@ -172,9 +172,31 @@ def _search_postgresql(
     )
 
 
-def machine_ids(conn: Connection, worker_ids: Sequence[str]) -> dict[str, str]:
-    """Each worker session's machine id, for a page of hits from many workers."""
-    if not worker_ids:
-        return {}
-    rows = conn.execute(select(workers.c.id, workers.c.machine_id).where(workers.c.id.in_(list(worker_ids))))
-    return {row.id: row.machine_id for row in rows}
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of `GET /api/logs`: hits newest first, and the workers they came from."""
+
+    hits: list[AnyRow]
+    more: bool
+    """There are older hits: the oldest hit's cursor continues below it."""
+    machines: dict[str, AnyRow]
+    """(id, machine_id, machine_label, hostname) of each worker session among the hits."""
+
+
+def search_page(conn: Connection, search: LogSearch) -> SearchPage:
+    """A page of hits across workers (or one worker), with the study checked and the workers named."""
+    if search.study_id is not None:
+        study_exists(conn, search.study_id)
+    hits = search_lines(conn, search)
+    more = len(hits) > search.limit
+    hits = hits[: search.limit]
+    ids = sorted({hit.worker_id for hit in hits})
+    machines: dict[str, AnyRow] = {}
+    if ids:
+        rows = conn.execute(
+            select(workers.c.id, workers.c.machine_id, workers.c.machine_label, workers.c.hostname).where(
+                workers.c.id.in_(ids)
+            )
+        ).all()
+        machines = {row.id: row for row in rows}
+    return SearchPage(hits, more, machines)

@@ -123,6 +123,31 @@ def log_page(
     return LogPage(rows, log_cursor(rows[0].ord, rows[0].id) if more and rows else None)
 
 
+def log_around(conn: Connection, worker_id: str, cursor: str, *, limit: int = 200) -> LogPage:
+    """The lines around one line (a search hit opened in its worker's log), oldest first: the
+    line, up to `limit // 2` before it and as many after it in GOLIAT's order."""
+    order, row_id = parse_cursor(cursor)
+    columns = (log_lines.c.id, log_lines.c.ord, log_lines.c.ts, log_lines.c.log_type, log_lines.c.message)
+    key = tuple_(log_lines.c.ord, log_lines.c.id)
+    mine = log_lines.c.worker_id == worker_id
+    before = limit // 2 + 1
+    older = conn.execute(
+        select(*columns)
+        .where(mine, key <= tuple_(order, row_id))
+        .order_by(log_lines.c.ord.desc(), log_lines.c.id.desc())
+        .limit(before + 1)
+    ).all()
+    newer = conn.execute(
+        select(*columns)
+        .where(mine, key > tuple_(order, row_id))
+        .order_by(log_lines.c.ord, log_lines.c.id)
+        .limit(limit - before)
+    ).all()
+    more = len(older) > before
+    rows = list(reversed(older[:before])) + list(newer)
+    return LogPage(rows, log_cursor(rows[0].ord, rows[0].id) if more and rows else None)
+
+
 def worker_exists(conn: Connection, worker_id: str) -> None:
     if conn.execute(select(workers.c.id).where(workers.c.id == worker_id)).first() is None:
         raise NotFound(f"Worker {worker_id} not found")

@@ -86,7 +86,7 @@ def test_upgrade_indexes_existing_lines_and_links_them_to_their_run(
                     text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"),
                     {"name": search_index.PG_INDEX},
                 ).scalar_one()
-                assert "gin (message gin_trgm_ops)" in definition
+                assert 'gin (message COLLATE "C" gin_trgm_ops)' in definition
         assert migrate.current_revision(engine) == migrate.head_revision()
     finally:
         engine.dispose()

@@ -7,8 +7,9 @@ index cannot narrow a shorter one, so it would read every line.
 
 SQLite: the FTS5 trigram index (`db/search_index.py`) proposes candidates by trigrams, newest id
 first, and `LIKE` (ASCII-only case folding) decides; lines not indexed yet are read by id range.
-PostgreSQL: `ILIKE` lets the GIN trigram index narrow the lines, and a LIKE over the message
-with A-Z folded by `translate` decides, because ILIKE also folds non-ASCII letters.
+PostgreSQL: `ILIKE` under the "C" collation, which folds A-Z only, as SQLite's LIKE does; the GIN
+trigram index (built under that collation) narrows the lines when the text is rare, and the
+planner walks ids down instead when it is common.
 Hits come newest first in the order the server stored them (row id): the order a trigram index
 can hand them out in without reading every hit, so a common word answers as fast as a rare one.
 """
@@ -31,9 +32,7 @@ MAX_QUERY_CHARS = 500
 FTS_TERMS = 12
 """Most trigrams of the query given to FTS5: a subset still only narrows, `LIKE` decides."""
 
-_UPPER = string.ascii_uppercase
-_LOWER = string.ascii_lowercase
-_ASCII_FOLD = str.maketrans(_UPPER, _LOWER)
+_ASCII_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 _COLUMNS = "l.id, l.worker_id, l.ord, l.ts, l.log_type, l.message"
 
@@ -158,13 +157,14 @@ def _search_postgresql(
     conn: Connection, search: LogSearch, filters: list[str], params: dict[str, object]
 ) -> list[AnyRow]:
     params["pattern"] = like_pattern(search.text)
-    params["folded"] = like_pattern(search.text.translate(_ASCII_FOLD))
-    params["upper"], params["lower"] = _UPPER, _LOWER
-    where = ["l.message ILIKE :pattern", "translate(l.message, :upper, :lower) LIKE :folded", *filters]
+    where = ['l.message COLLATE "C" ILIKE :pattern', *filters]
     if search.worker_id is not None:
         where.append("l.worker_id = :worker")
     if search.before_id is not None:
         where.append("l.id < :before")
+    # Plan for this text, never a cached generic plan: a common word is best found walking ids
+    # down, a rare one through the trigram index, and only the text itself tells which.
+    conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     return _run(
         conn,
         f"SELECT {_COLUMNS} FROM log_lines l WHERE {' AND '.join(where)} ORDER BY l.id DESC LIMIT :limit",

@@ -8,8 +8,8 @@
   tokenizer, detail=none: a candidate filter, every hit is checked with LIKE), and
   `log_search_state`, the highest line id it holds. New lines are indexed in bulk off the ingest
   path (`db/search_index.py`); a search reads the few lines above that mark directly.
-- PostgreSQL: the `pg_trgm` extension and a GIN trigram index on `log_lines.message`, which
-  PostgreSQL keeps up itself and ILIKE '%text%' uses.
+- PostgreSQL: the `pg_trgm` extension and a GIN trigram index on `log_lines.message` under the
+  "C" collation, which PostgreSQL keeps up itself and `message COLLATE "C" ILIKE '%text%'` uses.
 
 Both are filled for the lines already stored.
 
@@ -73,7 +73,11 @@ def upgrade() -> None:
         )
     else:
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        op.execute("CREATE INDEX ix_log_lines_message_trgm ON log_lines USING gin (message gin_trgm_ops)")
+        # Under the "C" collation ILIKE folds A-Z only, as SQLite's LIKE does, so both databases
+        # match the same lines; the query names the same collation, so the planner can use it.
+        op.execute(
+            'CREATE INDEX ix_log_lines_message_trgm ON log_lines USING gin ((message COLLATE "C") gin_trgm_ops)'
+        )
 
 
 def downgrade() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from goliat_monitor.db import search_index
+from goliat_monitor.db.queries import logs
 from tests.api.helpers import create_study, gui, log_batch
 from tests.conftest import LiveServer
 
@@ -188,3 +189,27 @@ def test_worker_log_search_uses_the_index_and_pages(server: LiveServer) -> None:
     assert rest["nextBefore"] is None
     short = server.client.get(url, params={"q": "vo"})
     assert short.status_code == 400 and "at least 3" in short.json()["error"]
+
+
+def test_worker_search_reads_its_own_lines_past_other_workers_hits(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index's newest candidates all belong to other workers: the search goes on in this
+    worker's own lines (SQLite checks only `WORKER_CANDIDATES` candidates; 3 here)."""
+    monkeypatch.setattr(logs, "WORKER_CANDIDATES", 3)
+    send(server, A, [(f"alpha hit {i}", "info") for i in range(5)])
+    send(server, B, [(f"alpha hit B{i}", "info") for i in range(10)])
+    index(server)
+    worker = worker_ids(server)[A]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        params: dict[str, Any] = {"q": "ALPHA HIT", "limit": 2, **({"before": cursor} if cursor else {})}
+        page = server.client.get(f"/api/workers/{worker}/logs", params=params).json()
+        seen = [line["message"] for line in page["logs"]] + seen
+        cursor = page["nextBefore"]
+        if not cursor:
+            break
+    assert seen == [f"alpha hit {i}" for i in range(5)]
+    absent = server.client.get(f"/api/workers/{worker}/logs", params={"q": "hit B"}).json()
+    assert absent["logs"] == []

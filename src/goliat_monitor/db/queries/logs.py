@@ -29,6 +29,8 @@ from goliat_monitor.errors import BadRequest, NotFound
 
 MIN_QUERY_CHARS = 3
 MAX_QUERY_CHARS = 500
+WORKER_CANDIDATES = 5_000
+"""Most index candidates a one-worker search checks before it reads that worker's own lines."""
 FTS_TERMS = 12
 """Most trigrams of the query given to FTS5: a subset still only narrows, `LIKE` decides."""
 
@@ -135,22 +137,49 @@ def _search_sqlite(
     )
     if len(rows) > search.limit:
         return rows
-    # The index, newest id first. CROSS JOIN fixes the order: the index drives, each candidate
-    # is one primary-key lookup, and the scan stops at the limit.
     params["match"] = fts_query(search.text)
     params["limit"] = search.limit + 1 - len(rows)
-    indexed = ["log_search MATCH :match", "l.message LIKE :pattern ESCAPE '\\'", *filters]
-    if search.worker_id is not None:
-        indexed.append("l.worker_id = :worker")
-    if search.before_id is not None:
-        indexed.append("log_search.rowid < :before")
-    rows += _run(
+    like = ["l.message LIKE :pattern ESCAPE '\\'", *filters]
+    if search.worker_id is None:
+        # The index, newest id first. CROSS JOIN fixes the order: the index drives, each
+        # candidate is one primary-key lookup, and the scan stops at the limit.
+        indexed = ["log_search MATCH :match", *like]
+        if search.before_id is not None:
+            indexed.append("log_search.rowid < :before")
+        return rows + _run(
+            conn,
+            f"SELECT {_COLUMNS} FROM log_search CROSS JOIN log_lines l ON l.id = log_search.rowid"
+            f" WHERE {' AND '.join(indexed)} ORDER BY log_search.rowid DESC LIMIT :limit",
+            params,
+        )
+    # One worker: the index's newest `WORKER_CANDIDATES` candidates of every worker, then, if
+    # they held too few of this worker's, its own older lines through its index. A text common
+    # in other workers' logs but rare in this one costs a bounded scan, not all their hits.
+    params["cap"] = WORKER_CANDIDATES
+    below = " AND rowid < :before" if search.before_id is not None else ""
+    candidates = (
+        f"SELECT rowid FROM log_search WHERE log_search MATCH :match{below} ORDER BY rowid DESC LIMIT :cap"
+    )
+    mine = " AND ".join(["l.worker_id = :worker", *like])
+    found = _run(
         conn,
-        f"SELECT {_COLUMNS} FROM log_search CROSS JOIN log_lines l ON l.id = log_search.rowid"
-        f" WHERE {' AND '.join(indexed)} ORDER BY log_search.rowid DESC LIMIT :limit",
+        f"SELECT {_COLUMNS} FROM ({candidates}) AS f CROSS JOIN log_lines l ON l.id = f.rowid"
+        f" WHERE {mine} ORDER BY f.rowid DESC LIMIT :limit",
         params,
     )
-    return rows
+    rows += found
+    if len(found) >= params["limit"]:  # type: ignore[operator]
+        return rows
+    (count, floor), *_ = _run(conn, f"SELECT COUNT(*), MIN(rowid) FROM ({candidates})", params)
+    if count < WORKER_CANDIDATES:
+        return rows  # the index has no other candidate
+    params["floor"] = floor
+    params["limit"] = search.limit + 1 - len(rows)
+    return rows + _run(
+        conn,
+        f"SELECT {_COLUMNS} FROM log_lines l WHERE {mine} AND l.id < :floor ORDER BY l.id DESC LIMIT :limit",
+        params,
+    )
 
 
 def _search_postgresql(

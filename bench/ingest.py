@@ -45,6 +45,7 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from goliat_monitor.db import search_index
 from goliat_monitor.domain.gui_state import KEY_MARK, TIME_ORIGIN, Stream, order_key, streams_to_json
 from goliat_monitor.settings import normalize_database_url
 
@@ -820,7 +821,11 @@ def load_lines(url: str, counts: dict[str, int]) -> None:
                     },
                 )
                 counts_t0[worker_id] = t0
-        if not sqlite:
+        if sqlite:
+            # What the server's log indexer would have done as the lines arrived: left to it, it
+            # would index them in small batches during the timed phase, holding the write lock.
+            search_index.index_all(engine)
+        else:
             # What autovacuum does soon after a bulk change; without it the planner guesses blind.
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("ANALYZE log_lines"))

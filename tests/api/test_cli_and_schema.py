@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from goliat_monitor.cli import main
 from goliat_monitor.db import migrate
 from goliat_monitor.db.connections import make_engine
+from goliat_monitor.db.search_index import include_object
 from goliat_monitor.db.tables import metadata
 from goliat_monitor.settings import ServerSettings, normalize_database_url
 from tests.support import free_port, wait_for
@@ -47,7 +48,10 @@ def test_migrations_match_the_tables_on_both_databases(backend: str | None, tmp_
     engine = make_engine(url)
     assert migrate.current_revision(engine) == migrate.head_revision()
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": False, "include_object": include_object}),
+            metadata,
+        )
     engine.dispose()
     assert diff == []
     again = CliRunner().invoke(main, ["db", "upgrade", "--database-url", url])

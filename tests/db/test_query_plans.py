@@ -23,6 +23,9 @@ from tests.api.helpers import MACHINE, create_study, gui, heartbeat, log_batch
 from tests.conftest import LiveServer
 
 WRITE_STATEMENT = re.compile(r"^\s*(SELECT|UPDATE|DELETE|INSERT|WITH)\b", re.IGNORECASE)
+# What FTS5 itself runs on the log index's shadow tables (reading its one-row config when a
+# connection first touches the index, e.g. the background indexer's): SQLite's, not a message's.
+FTS5_INTERNAL = re.compile(r"'main'\.'log_search_\w+'")
 
 
 class Recorder:
@@ -136,7 +139,7 @@ def test_a_goliat_run_never_scans_a_table(make_server: Callable[..., LiveServer]
     finally:
         recorder.on = False
 
-    explained = [s for s in recorder.statements if WRITE_STATEMENT.match(s)]
+    explained = [s for s in recorder.statements if WRITE_STATEMENT.match(s) and not FTS5_INTERNAL.search(s)]
     assert len(explained) > 30, recorder.statements  # the recording really saw the run
     scans = {statement: found for statement in explained if (found := full_scans(server, statement))}
     assert scans == {}

@@ -45,6 +45,7 @@ def test_each_page_loads_its_own_module_as_javascript_that_never_goes_stale(
         "/": "pages/overview.js",
         f"/workers/{worker_id}": "pages/worker.js",
         "/super-studies": "pages/super-studies.js",
+        "/search": "pages/search.js",
         f"/super-studies/{study_id}": "pages/super-study.js",
         "/workers/no-such-worker": "pages/not-found.js",
     }

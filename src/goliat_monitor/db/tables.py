@@ -107,8 +107,14 @@ log_lines = Table(
     Column("ts", Float, nullable=False),
     Column("log_type", String(16), nullable=False),
     Column("message", Text, nullable=False),
+    # The assignment the worker ran when it sent the line (None outside a super study): the link
+    # from a line to its super study, for `GET /api/logs?study=`. Set at ingest, never indexed:
+    # a study filter always comes with a text search, which the text index narrows first.
+    Column("assignment_id", String(36)),
     Index("ix_log_lines_worker_order", "worker_id", "ord", "id"),
 )
+# The text index of `message` is not declared here: it differs by database (an FTS5 table on
+# SQLite, a GIN trigram index on PostgreSQL); see migration 0006 and `db/search_index.py`.
 
 worker_samples = Table(
     "worker_samples",

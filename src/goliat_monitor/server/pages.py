@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import APIRouter, Query, Request
@@ -27,10 +27,12 @@ from fastapi.templating import Jinja2Templates
 from starlette.types import Scope
 
 from goliat_monitor import __version__
+from goliat_monitor.db.queries import logs as log_queries
 from goliat_monitor.db.queries import studies as study_queries
 from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.domain.models import ANSI_ESCAPE, LOG_TYPES
-from goliat_monitor.errors import NotFound
+from goliat_monitor.errors import BadRequest, NotFound
+from goliat_monitor.server import read_api
 from goliat_monitor.server import views as api_views
 from goliat_monitor.server.auth import current_principal, may_change
 from goliat_monitor.server.context import ServerContext
@@ -348,8 +350,13 @@ async def worker_page(
     request: Request,
     worker_id: str,
     before: str | None = Query(None, max_length=64, pattern=r"^-?\d+\.\d+$"),
+    line: str | None = Query(None, max_length=64, pattern=r"^-?\d+\.\d+$"),
 ) -> HTMLResponse:
-    """GOLIAT's progress window for one worker: bars, stage, ETA, live log, charts, screenshots."""
+    """GOLIAT's progress window for one worker: bars, stage, ETA, live log, charts, screenshots.
+
+    `?before=CURSOR` shows an older page of the log; `?line=CURSOR` (a search hit) the lines
+    around that one, which the page highlights and scrolls to.
+    """
     context = _context(request)
     settings = context.settings
     broker_id = context.events.last_id
@@ -358,13 +365,15 @@ async def worker_page(
     def read(conn: Any) -> tuple[dict[str, Any], dict[str, Any] | None, int, dict[str, str]]:
         detail = worker_queries.get_worker(conn, worker_id, recent_logs=settings.recent_log_lines)
         worker = api_views.worker_detail(detail, clock)
-        older = (
-            api_views.log_page(
+        older = None
+        if line:
+            older = api_views.log_page(
+                worker_queries.log_around(conn, worker_id, line, limit=settings.recent_log_lines)
+            )
+        elif before:
+            older = api_views.log_page(
                 worker_queries.log_page(conn, worker_id, before=before, limit=settings.recent_log_lines)
             )
-            if before
-            else None
-        )
         top = worker_queries.max_log_line_id(conn)
         names = {s.row["id"]: s.row["name"] for s in study_queries.list_super_studies(conn)}
         return worker, older, top, names
@@ -399,11 +408,70 @@ async def worker_page(
         logs=logs,
         older_cursor=older_cursor,
         paging_back=bool(older),
+        hit_cursor=line,
         assignments=assignments,
         run_started=run_started,
         event_id=_event_id(request, broker_id, top),
         events_query=f"workers={worker_id}&logs={worker_id}",
         page_data=data,
+    )
+
+
+# -- log search --------------------------------------------------------------------------------
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search_page(
+    request: Request,
+    q: str = Query("", max_length=500),
+    log_type: list[str] = Query([], alias="type"),
+    study: str = Query("", max_length=36),
+    before: str | None = Query(None, max_length=64),
+) -> HTMLResponse:
+    """ "Where did this error happen?": every worker's log lines containing the text, newest first,
+    each linking to the line in its worker's log. The first page is rendered here; the page's
+    module searches again without reloading and loads older hits."""
+    context = _context(request)
+    chosen = [] if set(LOG_TYPES) <= set(log_type) else log_type
+    search = None
+    problem = ""
+    if q:
+        try:
+            search = read_api.parse_search(
+                q, chosen, study=study or None, limit=read_api.SEARCH_LIMIT, before=before
+            )
+        except BadRequest as exc:
+            problem = exc.message
+
+    def read(conn: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str]:
+        studies = [
+            {"id": listing.row["id"], "name": listing.row["name"]}
+            for listing in study_queries.list_super_studies(conn)
+        ]
+        try:
+            found = api_views.log_search(log_queries.search_page(conn, search)) if search else None
+        except NotFound as exc:  # a study deleted since the form was drawn
+            return studies, None, exc.message
+        return studies, found, problem
+
+    studies, found, problem = await context.db.read(read)
+    older_href = None
+    if found and found["nextBefore"]:
+        params = [("q", q), *(("type", t) for t in chosen), *((("study", study),) if study else ())]
+        older_href = "?" + urlencode([*params, ("before", found["nextBefore"])])
+    return _render(
+        request,
+        "search.html",
+        title=f"{q} · Log search" if q else "Log search",
+        q=q,
+        chosen_types=chosen or list(LOG_TYPES),
+        study=study,
+        studies=studies,
+        found=found,
+        before=before,
+        older_href=older_href,
+        problem=problem,
+        page_data={"q": q, "types": chosen, "study": study, "found": found, "problem": problem},
     )
 
 

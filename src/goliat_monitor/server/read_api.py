@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from goliat_monitor import __version__
 from goliat_monitor.blobs import iter_chunks
 from goliat_monitor.db.queries import artifacts
+from goliat_monitor.db.queries import logs as log_queries
 from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.domain.models import LOG_TYPES
 from goliat_monitor.errors import BadRequest, NotFound
@@ -77,14 +78,17 @@ async def worker_logs(
     limit: int = Query(200, ge=1, le=2000),
     log_type: list[str] = Query([], alias="type", description="Only these log types (repeatable)"),
     q: str | None = Query(
-        None, max_length=500, description="Only lines containing this text (case-insensitive)"
+        None,
+        max_length=log_queries.MAX_QUERY_CHARS,
+        description="Only lines containing this text (A-Z in either case; at least 3 characters),"
+        " newest stored first",
     ),
     context: ServerContext = Depends(get_context),
 ) -> dict[str, Any]:
     """Older log lines, a page at a time, newest page first; each page is oldest first."""
-    unknown = [t for t in log_type if t not in LOG_TYPES]
-    if unknown:
-        raise BadRequest(f"Unknown log type(s): {', '.join(unknown)}")
+    check_types(log_type)
+    if q:
+        log_queries.check_query(q)
 
     def read(conn: Connection) -> dict[str, Any]:
         worker_queries.worker_exists(conn, worker_id)
@@ -94,6 +98,60 @@ async def worker_logs(
         return views.log_page(page)
 
     return await context.db.read(read)
+
+
+SEARCH_LIMIT = 100
+SEARCH_MAX_LIMIT = 500
+
+
+@router.get("/logs")
+async def search_logs(
+    q: str = Query("", max_length=log_queries.MAX_QUERY_CHARS, description="Text the lines contain"),
+    log_type: list[str] = Query([], alias="type", description="Only these log types (repeatable)"),
+    study: str | None = Query(None, max_length=36, description="Only lines of this super study's runs"),
+    limit: int = Query(SEARCH_LIMIT, description=f"Hits per page, 1-{SEARCH_MAX_LIMIT}"),
+    before: str | None = Query(None, max_length=64, description="`nextBefore` of the previous page"),
+    context: ServerContext = Depends(get_context),
+) -> dict[str, Any]:
+    """Lines of every worker containing `q`, newest first (in the order they were stored).
+
+    Matching: the text as typed, A-Z in either case, every other character exactly; at least 3
+    characters. A hit's `cursor` opens it in its worker's log: `/workers/{workerId}?line=CURSOR`.
+    """
+    search = parse_search(q, log_type, study=study, limit=limit, before=before)
+
+    def read(conn: Connection) -> dict[str, Any]:
+        return views.log_search(log_queries.search_page(conn, search))
+
+    return await context.db.read(read)
+
+
+def parse_search(
+    q: str, log_types: list[str], *, study: str | None, limit: int, before: str | None
+) -> log_queries.LogSearch:
+    """A cross-worker search from its query parameters (the API's and the search page's), or BadRequest."""
+    text = log_queries.check_query(q)
+    check_types(log_types)
+    if not 1 <= limit <= SEARCH_MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {SEARCH_MAX_LIMIT}")
+    before_id = cursor_id(before) if before else None
+    return log_queries.LogSearch(
+        text=text, log_types=log_types, study_id=study or None, before_id=before_id, limit=limit
+    )
+
+
+def check_types(log_types: list[str]) -> None:
+    unknown = [t for t in log_types if t not in LOG_TYPES]
+    if unknown:
+        raise BadRequest(f"Unknown log type(s): {', '.join(unknown)}")
+
+
+def cursor_id(cursor: str) -> int:
+    """The row id in a log cursor (`<order key>.<row id>`), or BadRequest."""
+    try:
+        return worker_queries.parse_cursor(cursor)[1]
+    except ValueError:
+        raise BadRequest(f"Bad cursor {cursor!r}: pass a `nextBefore` or `cursor` value as it came") from None
 
 
 @router.get("/workers/{worker_id}/samples")

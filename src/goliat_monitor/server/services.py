@@ -1,4 +1,4 @@
-"""Background loops of a server process: lease expiry and housekeeping.
+"""Background loops of a server process: lease expiry, housekeeping and SQLite's log indexer.
 
 Every loop is safe to run in several replicas at once: each step is one write transaction whose
 conditions make a second run a no-op.
@@ -10,8 +10,10 @@ import asyncio
 import logging
 import random
 
+import anyio
 from sqlalchemy import Connection
 
+from goliat_monitor.db import search_index
 from goliat_monitor.db.outages import pg_connect_args
 from goliat_monitor.db.queries import accounts, assignments, ingest
 from goliat_monitor.db.queries.common import Changes
@@ -36,6 +38,8 @@ def start(context: ServerContext) -> list[asyncio.Task[None]]:
             _every(SIGN_IN_HOUSEKEEPING_S, lambda: forget_sign_ins(context)), name="sign-ins"
         ),
     ]
+    if context.db.is_sqlite and ":memory:" not in context.db.url:
+        tasks.append(asyncio.create_task(index_log_text(context), name="log-indexer"))
     if not context.db.is_sqlite:
         url = context.db.engine.url
         fanout = Fanout(conninfo(url), context.events, connect_args=pg_connect_args(url))
@@ -87,6 +91,24 @@ async def forget_sign_ins(context: ServerContext) -> int:
         return accounts.purge_sessions(conn, now) + accounts.purge_failures(conn, now - window)
 
     return await context.db.write(step)
+
+
+async def index_log_text(context: ServerContext) -> None:
+    """SQLite's log indexer (`db/search_index.py`): full batches back to back while lines wait, a
+    short sleep once caught up. Each batch runs on a worker thread with a connection of its own, so
+    the tokenizing happens beside the event loop, never on it."""
+    engine = context.db.engine
+    pause = search_index.INDEX_IDLE_S
+    while True:
+        await asyncio.sleep(pause)
+        try:
+            added = await anyio.to_thread.run_sync(search_index.index_step, engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a vanished file or a long-held lock must not end the loop
+            log.warning("log indexing failed; retrying", exc_info=True)
+            added = 0
+        pause = search_index.INDEX_BUSY_S if added >= search_index.INDEX_BATCH else search_index.INDEX_IDLE_S
 
 
 async def _every(interval: float, action: object) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from goliat_monitor.db.queries.assignments import AssignmentWithStudy
 from goliat_monitor.db.queries.common import AnyRow, Clock, is_online
+from goliat_monitor.db.queries.logs import SearchPage
 from goliat_monitor.db.queries.studies import StudyDetail, StudyListing
 from goliat_monitor.db.queries.workers import LogPage, RunTimings, WorkerDetail, log_cursor
 from goliat_monitor.domain import gui_state
@@ -116,6 +117,25 @@ def log_line(row: AnyRow) -> dict[str, Any]:
 
 def log_page(page: LogPage) -> dict[str, Any]:
     return {"logs": [log_line(row) for row in page.lines], "nextBefore": page.next_before}
+
+
+def log_search(page: SearchPage) -> dict[str, Any]:
+    """`GET /api/logs`: each hit with its worker; a hit's `cursor` opens it in its worker's log
+    (`/workers/{workerId}?line=CURSOR`) and, as `before`, continues the search below it."""
+    hits = []
+    for row in page.hits:
+        worker = page.machines.get(row.worker_id)
+        hits.append(
+            {
+                "workerId": row.worker_id,
+                "machineId": worker.machine_id if worker else None,
+                "workerName": (worker.machine_label or worker.hostname or worker.machine_id)
+                if worker
+                else row.worker_id,
+                **log_line(row),
+            }
+        )
+    return {"logs": hits, "nextBefore": hits[-1]["cursor"] if page.more and hits else None}
 
 
 def sample(row: Mapping[Any, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from goliat_monitor.db.connections import make_engine
+from goliat_monitor.db.search_index import include_object
 from goliat_monitor.db.tables import metadata
 
 config = context.config
@@ -45,6 +46,7 @@ def _migrate(connection: Connection, *, check_foreign_keys: bool = False) -> Non
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,  # the log text index differs by database (migration 0006)
     )
     with context.begin_transaction():
         context.run_migrations()

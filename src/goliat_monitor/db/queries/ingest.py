@@ -285,7 +285,9 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
 
     assignment_id = worker["current_assignment_id"]
     if result.logs:
-        _store_logs(conn, worker, result, values, clock)
+        # The run a line belongs to, as for timings: the assignment the agent names, else the
+        # one the worker holds (`GET /api/logs?study=` finds lines through it).
+        _store_logs(conn, worker, result, values, clock, run=claimed_for or assignment_id)
         changes.log_workers.add(worker["id"])
     if message["type"] == "timing":
         _store_timing(conn, worker, message, update_.get("assignmentId"), clock)
@@ -332,6 +334,8 @@ def _store_logs(
     result: Interpretation,
     values: dict[str, Any],
     clock: Clock,
+    *,
+    run: str | None,
 ) -> None:
     """Insert a batch's lines under time-ordered keys; the order state goes into `values`.
 
@@ -355,9 +359,9 @@ def _store_logs(
     values["error_count"] = error_count + errors
     Raw(conn).insert(
         "log_lines",
-        ("worker_id", "ord", "ts", "log_type", "message"),
+        ("worker_id", "ord", "ts", "log_type", "message", "assignment_id"),
         [
-            (worker["id"], key, line.timestamp, line.log_type, line.message)
+            (worker["id"], key, line.timestamp, line.log_type, line.message, run)
             for key, line in zip(placed.keys, result.logs, strict=True)
         ],
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, RowMapping, func, or_, select, tuple_, update
 
+from goliat_monitor.db.queries import logs
 from goliat_monitor.db.queries.artifacts import screenshots_of
 from goliat_monitor.db.queries.common import AnyRow, Changes, assignments_with_worker
 from goliat_monitor.db.tables import (
@@ -88,7 +89,24 @@ def log_page(
     log_types: Sequence[str] = (),
     text: str | None = None,
 ) -> LogPage:
-    """A page of log lines, newest page first, lines oldest first within the page."""
+    """A page of log lines, newest page first, lines oldest first within the page.
+
+    With `text`, a search through the text index (`logs.search_lines`): matching lines newest
+    stored first, and the cursor continues below the oldest hit's row id.
+    """
+    if text:
+        search = logs.LogSearch(
+            text=logs.check_query(text),
+            log_types=log_types,
+            worker_id=worker_id,
+            before_id=parse_cursor(before)[1] if before else None,
+            limit=limit,
+        )
+        hits = logs.search_lines(conn, search)
+        more = len(hits) > limit
+        hits = hits[:limit]
+        hits.reverse()
+        return LogPage(hits, log_cursor(hits[0].ord, hits[0].id) if more and hits else None)
     query = select(
         log_lines.c.id, log_lines.c.ord, log_lines.c.ts, log_lines.c.log_type, log_lines.c.message
     ).where(log_lines.c.worker_id == worker_id)
@@ -98,13 +116,35 @@ def log_page(
         query = query.where(tuple_(log_lines.c.ord, log_lines.c.id) < tuple_(order, row_id))
     if log_types:
         query = query.where(log_lines.c.log_type.in_(list(log_types)))
-    if text:
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(func.lower(log_lines.c.message).like(f"%{escaped.lower()}%", escape="\\"))
     rows = conn.execute(query.order_by(log_lines.c.ord.desc(), log_lines.c.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = list(rows[:limit])
     rows.reverse()
+    return LogPage(rows, log_cursor(rows[0].ord, rows[0].id) if more and rows else None)
+
+
+def log_around(conn: Connection, worker_id: str, cursor: str, *, limit: int = 200) -> LogPage:
+    """The lines around one line (a search hit opened in its worker's log), oldest first: the
+    line, up to `limit // 2` before it and as many after it in GOLIAT's order."""
+    order, row_id = parse_cursor(cursor)
+    columns = (log_lines.c.id, log_lines.c.ord, log_lines.c.ts, log_lines.c.log_type, log_lines.c.message)
+    key = tuple_(log_lines.c.ord, log_lines.c.id)
+    mine = log_lines.c.worker_id == worker_id
+    before = limit // 2 + 1
+    older = conn.execute(
+        select(*columns)
+        .where(mine, key <= tuple_(order, row_id))
+        .order_by(log_lines.c.ord.desc(), log_lines.c.id.desc())
+        .limit(before + 1)
+    ).all()
+    newer = conn.execute(
+        select(*columns)
+        .where(mine, key > tuple_(order, row_id))
+        .order_by(log_lines.c.ord, log_lines.c.id)
+        .limit(limit - before)
+    ).all()
+    more = len(older) > before
+    rows = list(reversed(older[:before])) + list(newer)
     return LogPage(rows, log_cursor(rows[0].ord, rows[0].id) if more and rows else None)
 
 

@@ -7,7 +7,7 @@
 - audit_log: sign-ins, failed sign-ins and admin actions (who, when, what, from where).
 
 Revision ID: 0007_accounts
-Revises: 0005
+Revises: 0006_log_search
 Create Date: 2026-12-02
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_accounts"
-down_revision = "0005"
+down_revision = "0006_log_search"
 branch_labels = None
 depends_on = None
 

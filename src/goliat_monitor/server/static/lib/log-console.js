@@ -16,6 +16,11 @@ function compareCursor(a, b) {
   return 0;
 }
 
+const MIN_QUERY = 3; // the server's log index cannot narrow shorter text, so it refuses it
+
+/* A-Z folded, nothing else: what the server's search matches, so live lines filter the same way. */
+function foldAscii(text) { return String(text).replace(/[A-Z]/g, function (c) { return c.toLowerCase(); }); }
+
 export function logConsole(workerId, historyMode) {
   var box = $("#log");
   var list = $("#log-lines");
@@ -43,7 +48,7 @@ export function logConsole(workerId, historyMode) {
   function fillMessage(node, text) {
     node.textContent = "";
     if (!query.q) { node.textContent = text; return; }
-    var lower = text.toLowerCase(), needle = query.q.toLowerCase(), at = 0;
+    var lower = foldAscii(text), needle = foldAscii(query.q), at = 0;
     for (;;) {
       var hit = lower.indexOf(needle, at);
       if (hit < 0) break;
@@ -66,7 +71,7 @@ export function logConsole(workerId, historyMode) {
 
   function matches(line) {
     if (query.types && query.types.indexOf(line.logType) < 0) return false;
-    return !query.q || String(line.message).toLowerCase().indexOf(query.q.toLowerCase()) >= 0;
+    return !query.q || foldAscii(line.message).indexOf(foldAscii(query.q)) >= 0;
   }
 
   function insert(lines) {
@@ -202,7 +207,12 @@ export function logConsole(workerId, historyMode) {
     search.addEventListener("input", function () {
       clearTimeout(searchTimer);
       searchTimer = setTimeout(function () {
-        query.q = search.value.trim();
+        var text = search.value.trim();
+        if (text && text.length < MIN_QUERY) {
+          setText(stateEl, "Type at least " + MIN_QUERY + " characters to search the whole log.");
+          return;
+        }
+        query.q = text;
         reload();
       }, 250);
     });
@@ -231,6 +241,12 @@ export function logConsole(workerId, historyMode) {
     renderTop(!!olderCursor);
   }
   toBottom();
+  // A search hit opened here (`?line=`): the server marked its line; bring it to the middle.
+  var hit = $("#log-hit", list);
+  if (hit) {
+    box.scrollTop += hit.getBoundingClientRect().top - box.getBoundingClientRect().top - (box.clientHeight - hit.offsetHeight) / 2;
+    hit.scrollIntoView({ block: "nearest" });
+  }
   render();
 
   return {

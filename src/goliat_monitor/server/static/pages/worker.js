@@ -131,7 +131,8 @@ function historyRow(a) {
 
 function init(data) {
   var workerId = data.id;
-  var historyMode = new URLSearchParams(window.location.search).has("before");
+  var shown = new URLSearchParams(window.location.search);
+  var historyMode = shown.has("before") || shown.has("line"); // an older page, or a search hit
   var log = logConsole(workerId, historyMode);
   var charts = workerCharts(workerId);
   var timings = timingTabs(workerId);

@@ -26,7 +26,15 @@ from goliat_monitor.db import migrate
 from goliat_monitor.db.engine import Database
 from goliat_monitor.db.outages import is_connection_lost
 from goliat_monitor.errors import ApiError, DatabaseUnavailable
-from goliat_monitor.server import events_api, pages, read_api, services, studies_api, worker_api
+from goliat_monitor.server import (
+    events_api,
+    pages,
+    read_api,
+    results_api,
+    services,
+    studies_api,
+    worker_api,
+)
 from goliat_monitor.server.auth import TokenPrefixMiddleware
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.hub import Hub
@@ -81,6 +89,7 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
         worker_api.ingest_router,
         worker_api.router,
         studies_api.router,
+        results_api.router,
         read_api.router,
         events_api.router,
         pages.router,

@@ -8,6 +8,7 @@ import { fmt } from "./format.js";
 
 const GLYPH = { PENDING: "·", RUNNING: "▶", DONE: "✓", FAILED: "✗" };
 const ORDER = ["DONE", "RUNNING", "FAILED", "PENDING"];
+const PILL = { PENDING: "pending", RUNNING: "running", DONE: "completed", FAILED: "failed" };
 
 function freqLabel(f) { return f + " MHz"; }
 function freqSort(a, b) {
@@ -124,7 +125,7 @@ export function simulationMap(studyId, explorer) {
       panel.textContent = "";
       var facts = h("dl", { class: "facts sim-facts" });
       [
-        fact("Status", h("span", { class: "pill status-" + d.status.toLowerCase(), text: d.status })),
+        fact("Status", h("span", { class: "pill status-" + (PILL[d.status] || "none"), text: d.status })),
         fact("Assignment", document.createTextNode("#" + d.assignmentIndex + ", simulation " + d.number)),
         fact("Started", timeEl(d.startedAt)),
         fact("Finished", timeEl(d.finishedAt)),

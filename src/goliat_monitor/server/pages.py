@@ -460,7 +460,10 @@ async def super_study(request: Request, study_id: str) -> HTMLResponse:
 
 def _study_type(study: dict[str, Any]) -> str | None:
     """far_field or near_field, from the base config or else the first split config."""
-    for config in [study.get("baseConfig") or {}, *[a.get("splitConfig") or {} for a in study["assignments"][:1]]]:
+    for config in [
+        study.get("baseConfig") or {},
+        *[a.get("splitConfig") or {} for a in study["assignments"][:1]],
+    ]:
         if config.get("study_type"):
             return str(config["study_type"])
     return None
@@ -477,7 +480,9 @@ async def compare_studies(
     context = _context(request)
 
     def read(conn: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        return dict(study_queries.require_study(conn, study_id)), dict(study_queries.require_study(conn, with_))
+        return dict(study_queries.require_study(conn, study_id)), dict(
+            study_queries.require_study(conn, with_)
+        )
 
     try:
         this, other = await context.db.read(read)

@@ -315,3 +315,21 @@ def test_deleting_a_study_deletes_its_marks_and_figures(server: LiveServer) -> N
     assert server.client.delete(f"/api/super-studies/{study['id']}").status_code == 200
     assert server.client.get(f"/api/super-studies/{study['id']}/simulations").status_code == 404
     assert isinstance(server.client, httpx.Client)
+
+
+def test_results_uploaded_before_the_server_parsed_them_are_parsed_once(server: LiveServer) -> None:
+    """A server upgraded to migration 0010 holds result files without figures: the first look parses them."""
+    from sqlalchemy import delete, func, select
+
+    from goliat_monitor.db.tables import result_figures
+
+    study = create(server, "far", FAR)
+    sim = sims(server, study["id"])[0]
+    upload(server, sim["assignmentId"], sim["resultPath"], {"sar_results.json": b'{"whole_body_sar": 4.0}'})
+    server.context.db.write_sync(lambda conn: conn.execute(delete(result_figures)))
+    got = table(server, study["id"])
+    assert [r["whole_body_sar"] for r in got["rows"]] == [4.0]
+    count = server.context.db.read_sync(
+        lambda conn: conn.execute(select(func.count()).select_from(result_figures)).scalar_one()
+    )
+    assert count == 1

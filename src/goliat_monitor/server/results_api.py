@@ -9,16 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
+from goliat_monitor.blobs import BlobStore
 from goliat_monitor.db.queries import simulations as simulation_queries
+from goliat_monitor.domain.result_figures import MAX_RESULT_BYTES, ParsedResult, parse_result_file
 from goliat_monitor.errors import BadRequest
 from goliat_monitor.server import simulation_views
 from goliat_monitor.server.context import ServerContext, get_context
 
 router = APIRouter(prefix="/api", tags=["campaign results"])
+
+BACKFILL_BATCH = 200
+"""Most result files one request parses that were uploaded before the server parsed uploads."""
 
 
 def _campaign(conn: Connection, study_id: str) -> simulation_views.Campaign:
@@ -68,6 +74,7 @@ async def results_table(
     `columns` carry each column's name, label and unit, GOLIAT's known figures first;
     `unreadable` lists result files that could not be read (they never break the table).
     """
+    await _parse_older_uploads(context, study_id)
     table = await context.db.read(lambda conn: simulation_views.table(_campaign(conn, study_id)))
     if format == "csv":
         return Response(
@@ -99,3 +106,52 @@ async def compare_results(
         )
 
     return await context.db.read(read)
+
+
+def _read_bounded(blobs: BlobStore, key: str) -> bytes | None:
+    """At most MAX_RESULT_BYTES + 1 bytes of a blob (runs in a worker thread), None when it is gone."""
+    try:
+        handle = blobs.open(key)
+    except FileNotFoundError:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size <= MAX_RESULT_BYTES and (chunk := handle.read(MAX_RESULT_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        handle.close()
+    return b"".join(chunks)
+
+
+async def _parse_older_uploads(context: ServerContext, study_id: str) -> None:
+    """Parse, once, result files uploaded before this server parsed uploads (migration 0010).
+
+    Uploads since are parsed when they arrive, so after the first look this finds nothing.
+    """
+    rows = await context.db.read(
+        lambda conn: simulation_queries.unparsed_result_files(conn, study_id, BACKFILL_BATCH)
+    )
+    if not rows:
+        return
+    parsed: dict[tuple[str, str], list[tuple[str, ParsedResult]]] = {}
+    for row in rows:
+        name = row["filename"]
+        if row["size"] > MAX_RESULT_BYTES:
+            result = ParsedResult({}, f"{name} is larger than {MAX_RESULT_BYTES} bytes and was not read")
+        else:
+            data = await to_thread.run_sync(_read_bounded, context.blobs, row["blob_key"])
+            result = (
+                ParsedResult({}, f"{name} is missing from the artifact store")
+                if data is None
+                else (parse_result_file(name, data))
+            )
+        parsed.setdefault((row["assignment_id"], row["relative_path"]), []).append((name, result))
+    now = context.now()
+
+    def write(conn: Connection) -> None:
+        for (assignment_id, relative_path), files in parsed.items():
+            simulation_queries.record_result_figures(conn, assignment_id, relative_path, files, now)
+
+    await context.db.write(write)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, and_, delete, func, insert, select, update
 
 from goliat_monitor.db.queries.studies import require_study
 from goliat_monitor.db.raw import Raw
@@ -22,7 +22,7 @@ from goliat_monitor.db.tables import (
     simulation_runs,
     timing_samples,
 )
-from goliat_monitor.domain.result_figures import ParsedResult, StoredFigures
+from goliat_monitor.domain.result_figures import RESULT_FILES, ParsedResult, StoredFigures
 from goliat_monitor.domain.simulations import AssignmentState, SimulationMark
 
 # -- written while a campaign runs --------------------------------------------------------------
@@ -199,6 +199,37 @@ def folder_files(conn: Connection, study_id: str, relative_path: str) -> list[Ro
             .join(assignments, assignments.c.id == result_files.c.assignment_id)
             .where(assignments.c.super_study_id == study_id, result_files.c.relative_path == relative_path)
             .order_by(result_files.c.filename)
+        )
+        .mappings()
+        .all()
+    )
+
+
+def unparsed_result_files(conn: Connection, study_id: str, limit: int) -> list[RowMapping]:
+    """Result files of the study with no parsed figures yet: uploaded before the server parsed them."""
+    require_study(conn, study_id)
+    parsed = and_(
+        result_figures.c.assignment_id == result_files.c.assignment_id,
+        result_figures.c.relative_path == result_files.c.relative_path,
+        result_figures.c.filename == result_files.c.filename,
+    )
+    return list(
+        conn.execute(
+            select(
+                result_files.c.assignment_id,
+                result_files.c.relative_path,
+                result_files.c.filename,
+                result_files.c.blob_key,
+                result_files.c.size,
+            )
+            .join(assignments, assignments.c.id == result_files.c.assignment_id)
+            .outerjoin(result_figures, parsed)
+            .where(
+                assignments.c.super_study_id == study_id,
+                result_files.c.filename.in_(RESULT_FILES),
+                result_figures.c.assignment_id.is_(None),
+            )
+            .limit(limit)
         )
         .mappings()
         .all()

@@ -20,14 +20,14 @@ MACHINE = "198.51.100.9"
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
-def _study(server: LiveServer, phantoms: list[str]) -> dict[str, Any]:
+def _study(server: LiveServer, phantoms: list[str], name: str = "campaign") -> dict[str, Any]:
     config = {
         **json.loads((TEST_CONFIGS / "far_field_small.json").read_text(encoding="utf-8")),
         "phantoms": phantoms,
     }
     split = split_config(config, "phantom")
     body = {
-        "name": "campaign",
+        "name": name,
         "baseConfig": config,
         "assignments": [{"splitConfig": c} for c in split.configs],
     }
@@ -134,3 +134,42 @@ def test_map_table_and_plot_fill_in_live(server: LiveServer, page: tuple[Page, P
         browser_page.locator("#results-csv").click()
     assert info.value.suggested_filename.endswith("-results.csv")
     assert problems == []
+
+
+@SQLITE
+def test_compare_page_shows_both_sides_and_the_difference(
+    server: LiveServer, page: tuple[Page, PageProblems]
+) -> None:
+    browser_page, problems = page
+    before = _study(server, ["thelonious"])
+    after_config = {**json.loads((TEST_CONFIGS / "far_field_small.json").read_text(encoding="utf-8"))}
+    after_config.update(phantoms=["thelonious"], run_tag="fine")
+    split = split_config(after_config, "phantom")
+    body = {
+        "name": "fine",
+        "baseConfig": after_config,
+        "assignments": [{"splitConfig": c} for c in split.configs],
+    }
+    after = server.client.post("/api/super-studies", json=body).json()
+    a = server.client.get(f"/api/super-studies/{before['id']}/simulations").json()[0]
+    b = server.client.get(f"/api/super-studies/{after['id']}/simulations").json()[0]
+    _upload(server, a, 2e-05)
+    _upload(server, b, 2.5e-05)
+
+    browser_page.goto(f"{server.url}/super-studies/{before['id']}")
+    browser_page.locator("#compare-with").select_option(after["id"])
+    browser_page.locator("#compare-form button[type=submit]").click()
+    browser_page.wait_for_url(f"**/super-studies/{before['id']}/compare?with={after['id']}*")
+    row = browser_page.locator(f'#cmp-table tr[data-key="{a["key"]}"]')
+    expect(row.locator('[data-f="reldiff"]')).to_have_text("+25.00 %")
+    expect(row.locator('[data-f="reldiff"]')).to_have_class("num diff-big")
+    expect(browser_page.locator("#cmp-figure")).to_have_value("whole_body_sar")
+    expect(browser_page.locator("#cmp-summary")).to_contain_text("8 simulation(s) compared")
+
+    assert problems == []
+
+    smaller = _study(server, ["eartha"], name="other")
+    browser_page.goto(f"{server.url}/super-studies/{before['id']}/compare?with={smaller['id']}")
+    expect(browser_page.locator("#cmp-message")).to_contain_text("share no simulation")
+    # the browser logs the API's 409 itself; nothing else went wrong
+    assert [p for p in problems if "status of 409" not in p] == []

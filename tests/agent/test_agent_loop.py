@@ -22,7 +22,8 @@ from goliat_monitor.agent.assignment import (
     enabled_phases,
     safe_name,
 )
-from goliat_monitor.agent.loop import FAILURE_TEXT, STOPPED_TEXT, SUCCESS_TEXT, Agent, _result_folders
+from goliat_monitor.agent.loop import FAILURE_TEXT, STOPPED_TEXT, SUCCESS_TEXT, Agent
+from goliat_monitor.agent.result_uploads import result_folders as _result_folders
 from goliat_monitor.agent.runner import AGENT_PREFIX
 from goliat_monitor.agent.system_info import SystemProbe
 from goliat_monitor.settings import AgentSettings

@@ -51,8 +51,7 @@ from goliat_monitor.agent.client import (
 from goliat_monitor.agent.console import AgentConsole, AgentView, RunView
 from goliat_monitor.agent.goliat_output import GoliatOutputParser
 from goliat_monitor.agent.identity import claim_work_dir, load_agent_id, release_work_dir
-from goliat_monitor.agent.result_uploads import EarlyUploads, folder_files
-from goliat_monitor.agent.result_uploads import result_folders as _result_folders
+from goliat_monitor.agent.result_uploads import EarlyUploads, folder_files, result_folders
 from goliat_monitor.agent.runner import OutputPump, StudyProcess, kill_process_tree
 from goliat_monitor.agent.screen_capture import ScreenshotSender
 from goliat_monitor.agent.system_info import SystemProbe
@@ -533,7 +532,7 @@ class Agent:
         limit = self._upload_limit
         done = set(state.uploaded)
         uploaded_files = 0
-        for folder, relative in _result_folders(run_dir / "results"):
+        for folder, relative in result_folders(run_dir / "results"):
             if relative in done:
                 continue
             files, too_large = folder_files(folder, limit)

@@ -22,7 +22,8 @@ from goliat_monitor.agent.assignment import (
     enabled_phases,
     safe_name,
 )
-from goliat_monitor.agent.loop import FAILURE_TEXT, STOPPED_TEXT, SUCCESS_TEXT, Agent, _result_folders
+from goliat_monitor.agent.loop import FAILURE_TEXT, STOPPED_TEXT, SUCCESS_TEXT, Agent
+from goliat_monitor.agent.result_uploads import result_folders as _result_folders
 from goliat_monitor.agent.runner import AGENT_PREFIX
 from goliat_monitor.agent.system_info import SystemProbe
 from goliat_monitor.settings import AgentSettings
@@ -409,3 +410,38 @@ def test_result_folders_are_relative_with_forward_slashes(tmp_path: Path) -> Non
     (tmp_path / "far_field" / "empty").mkdir()
     assert [rel for _, rel in _result_folders(tmp_path)] == ["far_field/a/700MHz/x", "far_field/a/700MHz/y"]
     assert list(_result_folders(tmp_path / "missing")) == []
+
+
+EXTRACTING_STUDY = """
+    import json, pathlib, time
+    def folder(name, extracted):
+        path = pathlib.Path("results/far_field/ella/700MHz") / name
+        path.mkdir(parents=True)
+        (path / "sar_results.json").write_text('{"whole_body_sar": 1e-05}')
+        (path / "config.json").write_text(json.dumps({"run_done": True, "extract_done": extracted}))
+    folder("environmental_x_pos_theta", True)
+    print("Simulation 1 extracted", flush=True)
+    deadline = time.monotonic() + 30
+    while not pathlib.Path("go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    folder("environmental_x_pos_phi", False)
+"""
+
+
+def test_each_extracted_folder_is_uploaded_while_the_study_runs(
+    tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    """As GOLIAT does: the campaign's table fills in simulation by simulation, not per assignment."""
+    server = ScriptedServer([assignment()])
+    harness = Harness(tmp_path, server, study_script(tmp_path, EXTRACTING_STUDY))
+    harnesses.append(harness)
+    harness.start()
+    first = ("a1", "far_field/ella/700MHz/environmental_x_pos_theta", ["config.json", "sar_results.json"])
+    wait_for(lambda: server.uploads == [first], what="the first folder, uploaded while the study runs")
+    assert not server.finished("a1")
+    run_dir = next((harness.work_dir / "runs").iterdir())
+    (run_dir / "go").write_text("")
+    wait_for(lambda: server.finished("a1"), what="finished")
+    harness.stop()
+    second = ("a1", "far_field/ella/700MHz/environmental_x_pos_phi", ["config.json", "sar_results.json"])
+    assert server.uploads == [first, second]  # the unchanged first folder is not sent again

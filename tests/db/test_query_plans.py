@@ -101,6 +101,9 @@ def test_a_goliat_run_never_scans_a_table(make_server: Callable[..., LiveServer]
             ).status_code
             == 200
         )
+        for number in (1, 2, 2):  # "Simulation N/M": the first finishes when the second starts
+            counter = {"type": "simulation_details", "simulation_count": number, "total_simulations": 4}
+            assert gui(server.client, {**counter, "current_case": f"case {number}"}).status_code == 200
         timing = {
             "type": "timing",
             "phase": "run",
@@ -141,6 +144,7 @@ def test_a_goliat_run_never_scans_a_table(make_server: Callable[..., LiveServer]
 
     explained = [s for s in recorder.statements if WRITE_STATEMENT.match(s) and not FTS5_INTERNAL.search(s)]
     assert len(explained) > 30, recorder.statements  # the recording really saw the run
+    assert any("simulation_runs" in s for s in explained)  # the simulation map's marks too
     scans = {statement: found for statement in explained if (found := full_scans(server, statement))}
     assert scans == {}
     stored = server.context.db.read_sync(

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -43,6 +44,16 @@ def test_the_demo_completes_a_campaign_and_stops_everything(tmp_path: Path) -> N
             time.sleep(0.2)
         agents = [p for p in psutil.Process(demo.pid).children() if "agent" in " ".join(p.cmdline())]
         assert len(agents) == 2
+        # every simulation was announced by its agent's parsed "Simulation N/M", then finished
+        found = re.search(
+            r"results table at (http://127\.0\.0\.1:\d+)/super-studies/([\w-]+)", "".join(output)
+        )
+        assert found, "".join(output)
+        sims = httpx.get(
+            f"{found.group(1)}/api/super-studies/{found.group(2)}/simulations", timeout=10
+        ).json()
+        assert len(sims) == 48 and {s["status"] for s in sims} == {"DONE"}
+        assert all(s["startedAt"] and s["durationS"] is not None for s in sims)
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0
     finally:
@@ -54,7 +65,7 @@ def test_the_demo_completes_a_campaign_and_stops_everything(tmp_path: Path) -> N
     text = "".join(output)
     assert re.search(r"dashboard at http://127\.0\.0\.1:\d+/", text)
     assert "2 assignments, 48 simulations" in text
-    assert re.search(r"campaign completed: \d+ result files", text)
+    assert re.search(r"campaign completed: \d+ result files, 48 simulations in the results table", text)
     assert "demo stopped" in text
     assert not any(agent.is_running() and agent.status() != psutil.STATUS_ZOMBIE for agent in agents)
     assert (tmp_path / "demo" / "server").is_dir()  # --data-dir is kept

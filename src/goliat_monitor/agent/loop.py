@@ -27,7 +27,6 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,7 @@ from goliat_monitor.agent.client import (
 from goliat_monitor.agent.console import AgentConsole, AgentView, RunView
 from goliat_monitor.agent.goliat_output import GoliatOutputParser
 from goliat_monitor.agent.identity import claim_work_dir, load_agent_id, release_work_dir
+from goliat_monitor.agent.result_uploads import EarlyUploads, folder_files, result_folders
 from goliat_monitor.agent.runner import OutputPump, StudyProcess, kill_process_tree
 from goliat_monitor.agent.screen_capture import ScreenshotSender
 from goliat_monitor.agent.system_info import SystemProbe
@@ -69,7 +69,7 @@ STOPPED_TEXT = "Study stopped at the server's request"
 SPOOL_FILE = "spool.sqlite3"
 RAW_OUTPUT_FILE = "agent-console.log"
 PROGRESS_LINE_EVERY_S = 30.0
-_SKIP_SUFFIXES = frozenset({".h5", ".smash"})  # Sim4Life projects and field data: gigabytes, not results
+EARLY_UPLOAD_EVERY_S = 2.0  # how often a running study's folders are checked for finished ones
 
 
 class _Stop(Exception):
@@ -337,6 +337,7 @@ class Agent:
                 return
             pump = self._pump(aid, run, assignment)
             interrupted = False
+            early = None
             try:
                 if state is not None and state.phase == "exited":
                     pump.notice(
@@ -349,8 +350,9 @@ class Agent:
                         pump.notice("Agent restarted: killed the study it had left running", "warning")
                     state = RunState(aid, attempt)
                     config = write_configs(self.work_dir, assignment, name)
+                    early = EarlyUploads(run_dir / "results", self._upload_limit)
                     code, interrupted = self._execute(
-                        assignment, config, run_dir, state, state_path, pump, run
+                        assignment, config, run_dir, state, state_path, pump, run, (client, early)
                     )
                 if interrupted:
                     self._after_stop(aid, code, run_dir, pump)
@@ -359,7 +361,7 @@ class Agent:
                     state.save(state_path)
                     run.phase = "uploading results"
                     self.view.state = f"uploading results of #{index}"
-                    self._upload(client, aid, run_dir, state, state_path, pump)
+                    self._upload(client, aid, run_dir, state, state_path, pump, early)
             finally:
                 pump.close()  # flushes the last lines and progress before `finished`
             if interrupted and not self._server_stop.is_set():
@@ -430,8 +432,12 @@ class Agent:
         state_path: Path,
         pump: OutputPump,
         run: RunView,
+        uploads: tuple[ServerClient, EarlyUploads],
     ) -> tuple[int | None, bool]:
-        """Run the study to its end, or until stopped; returns (exit code, whether we interrupted it)."""
+        """Run the study to its end, or until stopped; returns (exit code, whether we interrupted it).
+
+        Meanwhile each simulation folder GOLIAT has finished extracting is uploaded, as GOLIAT does.
+        """
         assert self.view is not None
         aid = str(assignment["id"])
         try:
@@ -460,11 +466,15 @@ class Agent:
         interrupted_at: float | None = None
         killed = False
         next_report = time.monotonic() + PROGRESS_LINE_EVERY_S
+        next_upload = time.monotonic() + EARLY_UPLOAD_EVERY_S
         while process.wait(0.25) is None:
             now = time.monotonic()
             if now >= next_report and self.console is not None:
                 self.console.progress_line()
                 next_report = now + PROGRESS_LINE_EVERY_S
+            if now >= next_upload and interrupted_at is None:
+                self._upload_early(*uploads, aid)
+                next_upload = time.monotonic() + EARLY_UPLOAD_EVERY_S
             if self._kill.is_set() and not killed:
                 pump.notice("Killing the study (second Ctrl-C)", "warning")
                 process.kill()
@@ -491,6 +501,20 @@ class Agent:
         pump.notice(f"Study exited with code {code}", level)
         return code, interrupted_at is not None or killed
 
+    @property
+    def _upload_limit(self) -> int:
+        return int(self.settings.upload_max_file_mb * 1024 * 1024)
+
+    def _upload_early(self, client: ServerClient, early: EarlyUploads, aid: str) -> None:
+        """Upload the folders finished so far, one attempt each: a failure waits for the final pass."""
+        for relative, files in early.due():
+            try:
+                client.upload_results(aid, relative, files)
+            except (AgentHTTPError, OSError) as exc:
+                log.info("early upload of %s failed (%s); it goes up when the study ends", relative, exc)
+                return
+            early.sent(relative, files)
+
     def _upload(
         self,
         client: ServerClient,
@@ -499,23 +523,23 @@ class Agent:
         state: RunState,
         state_path: Path,
         pump: OutputPump,
+        early: EarlyUploads | None = None,
     ) -> None:
-        """Upload `results/` one simulation folder per request; retried through outages."""
-        limit = int(self.settings.upload_max_file_mb * 1024 * 1024)
+        """Upload `results/` one simulation folder per request; retried through outages.
+
+        A folder uploaded while the study ran is skipped when its files are unchanged since.
+        """
+        limit = self._upload_limit
         done = set(state.uploaded)
         uploaded_files = 0
-        for folder, relative in _result_folders(run_dir / "results"):
+        for folder, relative in result_folders(run_dir / "results"):
             if relative in done:
                 continue
-            files = []
-            for path in sorted(p for p in folder.iterdir() if p.is_file()):
-                if path.suffix.lower() in _SKIP_SUFFIXES:
-                    continue
-                if path.stat().st_size > limit:
-                    pump.notice(f"Not uploading {relative}/{path.name}: larger than {limit} bytes", "warning")
-                    continue
-                files.append(path)
-            if files and self._upload_folder(client, aid, relative, files, pump):
+            files, too_large = folder_files(folder, limit)
+            for path in too_large:
+                pump.notice(f"Not uploading {relative}/{path.name}: larger than {limit} bytes", "warning")
+            sent_early = early is not None and early.unchanged(relative, files)
+            if sent_early or (files and self._upload_folder(client, aid, relative, files, pump)):
                 uploaded_files += len(files)
             state.uploaded.append(relative)
             state.save(state_path)
@@ -566,12 +590,3 @@ class Agent:
             log.exception("heartbeat thread failed")
         finally:
             client.close()
-
-
-def _result_folders(root: Path) -> Iterator[tuple[Path, str]]:
-    """Every folder under `root` that holds files, with its path relative to `root` (forward slashes)."""
-    if not root.is_dir():
-        return
-    folders = sorted({path.parent for path in root.rglob("*") if path.is_file()})
-    for folder in folders:
-        yield folder, folder.relative_to(root).as_posix().strip(".")

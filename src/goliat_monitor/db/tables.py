@@ -153,6 +153,8 @@ timing_samples = Table(
     Column("seconds", Float, nullable=False),
     Column("simulation", Integer),
     Index("ix_timing_samples_worker_run", "worker_id", "assignment_id", "id"),
+    # A simulation's timings on the study page: its assignment and GOLIAT's simulation number.
+    Index("ix_timing_samples_assignment_simulation", "assignment_id", "simulation"),
     # The newest sample of a worker says which run its page shows once the worker is idle.
     Index("ix_timing_samples_worker_id", "worker_id", "id"),
 )
@@ -357,4 +359,42 @@ audit_log = Table(
     Column("address", String(64), nullable=False, server_default=""),
     Column("status", Integer),
     Index("ix_audit_log_at", "at"),
+)
+# What the agent's parsed "Simulation N/M" lines said about each simulation of an assignment: N
+# is the simulation's place in its split config's loop (domain.simulations). One row per
+# (assignment, N), rewritten when a later attempt starts it again.
+simulation_runs = Table(
+    "simulation_runs",
+    metadata,
+    Column(
+        "assignment_id",
+        String(36),
+        ForeignKey("assignments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("worker_id", String(36)),
+    Column("total", Integer),
+    Column("case_label", String(1024)),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("failed_at", Float),
+)
+
+# The figures of each uploaded sar_results.json / sapd_results.json, parsed once when it arrived,
+# so the results table never re-reads a file. `error` says why a file is unreadable.
+result_figures = Table(
+    "result_figures",
+    metadata,
+    Column(
+        "assignment_id",
+        String(36),
+        ForeignKey("assignments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("relative_path", String(1024), primary_key=True),
+    Column("filename", String(255), primary_key=True),
+    Column("figures", JSON),
+    Column("error", Text),
+    Column("created_at", Float, nullable=False),
 )

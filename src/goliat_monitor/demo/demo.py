@@ -253,9 +253,12 @@ def _watch(client: httpx.Client, study_id: str, agents: list[_AgentProcess], url
         if not announced and study.get("status") in ("COMPLETED", "FAILED"):
             announced = True
             files = client.get(f"/api/super-studies/{study_id}/results/list").json()
+            table = client.get(f"/api/super-studies/{study_id}/results/table").json()
             echo(
                 f"  campaign {study['status'].lower()}: {files.get('totalFiles', 0)} result files, "
-                f"zip at {url}/api/super-studies/{study_id}/results/download. Ctrl-C to stop."
+                f"{len(table.get('rows', []))} simulations in the results table at "
+                f"{url}/super-studies/{study_id}, zip at {url}/api/super-studies/{study_id}/results/download. "
+                "Ctrl-C to stop."
             )
 
 

@@ -503,12 +503,17 @@ async def super_study(request: Request, study_id: str) -> HTMLResponse:
     broker_id = context.events.last_id
     now = context.now()
 
-    def read(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def read(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         study = api_views.super_study(study_queries.get_super_study(conn, study_id, now=now))
-        return study, study["events"]
+        others = [
+            {"id": s.row["id"], "name": s.row["name"]}
+            for s in study_queries.list_super_studies(conn)
+            if s.row["id"] != study_id
+        ]
+        return study, study["events"], others
 
     try:
-        study, events = await context.db.read(read)
+        study, events, others = await context.db.read(read)
     except NotFound:
         return _not_found(request, "super study")
     summary = study_summary(study)
@@ -527,4 +532,50 @@ async def super_study(request: Request, study_id: str) -> HTMLResponse:
         event_id=_event_id(request, broker_id, 0),
         events_query=f"study={study_id}",
         page_data={"study": summary, "assignments": rows, "canAdmin": may_change(request, context.settings)},
+        others=others,
+        study_type=_study_type(study),
+    )
+
+
+def _study_type(study: dict[str, Any]) -> str | None:
+    """far_field or near_field, from the base config or else the first split config."""
+    for config in [
+        study.get("baseConfig") or {},
+        *[a.get("splitConfig") or {} for a in study["assignments"][:1]],
+    ]:
+        if config.get("study_type"):
+            return str(config["study_type"])
+    return None
+
+
+@router.get("/super-studies/{study_id}/compare", response_class=HTMLResponse)
+async def compare_studies(
+    request: Request,
+    study_id: str,
+    with_: str = Query(..., alias="with", max_length=64),
+    intersect: bool = False,
+) -> HTMLResponse:
+    """Two campaigns' figures side by side per simulation, with relative differences."""
+    context = _context(request)
+
+    def read(conn: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        return dict(study_queries.require_study(conn, study_id)), dict(
+            study_queries.require_study(conn, with_)
+        )
+
+    try:
+        this, other = await context.db.read(read)
+    except NotFound:
+        return _not_found(request, "super study")
+    names = {"id": this["id"], "name": this["name"], "otherId": other["id"], "otherName": other["name"]}
+    return _render(
+        request,
+        "compare.html",
+        title=f"{this['name']} vs {other['name']}",
+        this=this,
+        other=other,
+        intersect=intersect,
+        event_id=_event_id(request, context.events.last_id, 0),
+        events_query="",
+        page_data={**names, "intersect": intersect},
     )

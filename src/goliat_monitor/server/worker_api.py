@@ -15,9 +15,15 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from goliat_monitor.blobs import StoredBlob
-from goliat_monitor.db.queries import artifacts, ingest
+from goliat_monitor.db.queries import artifacts, ingest, simulations
 from goliat_monitor.db.queries import assignments as assignment_queries
 from goliat_monitor.domain.paths import check_filename, check_relative_path, tab_label
+from goliat_monitor.domain.result_figures import (
+    MAX_RESULT_BYTES,
+    RESULT_FILES,
+    ParsedResult,
+    parse_result_file,
+)
 from goliat_monitor.errors import ApiError, BadRequest, TooLarge
 from goliat_monitor.protocol import (
     ClaimRequest,
@@ -270,8 +276,11 @@ async def upload_results(
         raise TooLarge(f"Upload is larger than {context.settings.max_request_bytes} bytes")
     prefix = f"results/{assignment_id}/{relative_path}".rstrip("/")
     rows = []
+    parsed: list[tuple[str, ParsedResult]] = []
     for name, upload in zip(names, uploads, strict=True):
         blob = await _store(context, f"{prefix}/{name}", upload)
+        if name in RESULT_FILES:
+            parsed.append((name, await _parse_figures(name, upload, blob.size)))
         rows.append(
             {
                 "relative_path": relative_path,
@@ -283,11 +292,24 @@ async def upload_results(
             }
         )
     now = context.now()
-    study_id = await context.db.write(
-        lambda conn: artifacts.record_result_files(conn, assignment_id, rows, now)
-    )
+
+    def record(conn: Any) -> str:
+        study_id = artifacts.record_result_files(conn, assignment_id, rows, now)
+        simulations.record_result_figures(conn, assignment_id, relative_path, parsed, now)
+        return study_id
+
+    study_id = await context.db.write(record)
     context.events.publish("results", {"id": study_id, "assignmentId": assignment_id})
     return {"success": True}
+
+
+async def _parse_figures(name: str, upload: UploadFile, size: int) -> ParsedResult:
+    """The figures of a GOLIAT result file, read once now; a file past the limit is not read."""
+    if size > MAX_RESULT_BYTES:
+        return ParsedResult({}, f"{name} is larger than {MAX_RESULT_BYTES} bytes and was not read")
+    await upload.seek(0)
+    data = await upload.read(MAX_RESULT_BYTES + 1)
+    return parse_result_file(name, data)
 
 
 async def _store(context: ServerContext, key: str, upload: UploadFile) -> StoredBlob:

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, delete, insert, select, tuple_, update
 
 from goliat_monitor.db import batching
 from goliat_monitor.db.queries.common import BACK_TO_PENDING, Changes, Clock, is_online, new_id, record_event
+from goliat_monitor.db.queries.simulations import end_simulations, record_simulation_start
 from goliat_monitor.db.raw import Raw, update_sql
 from goliat_monitor.db.tables import assignments, received_messages, super_studies, worker_messages, workers
 from goliat_monitor.domain import gui_state
@@ -300,6 +301,11 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
         )
     if "progress" in values or "stage_progress" in values:
         _maybe_sample(conn, worker, values, clock)
+    run_of = claimed_for or assignment_id
+    if run_of and message["type"] in SIMULATION_COUNTERS and result.changes:
+        study_id = _simulation_started(conn, run_of, worker["id"], result.changes, clock)
+        if study_id:
+            changes.studies.add(study_id)
 
     if assignment_id and result.ending is None and (result.changes and reopen):
         study_id = _update_assignment_progress(conn, assignment_id, worker["id"], values, clock)
@@ -389,6 +395,35 @@ def _store_timing(
             "simulation": message.get("simulation"),
         },
     )
+
+
+SIMULATION_COUNTERS = frozenset({"simulation_details", "sim_details"})
+"""GOLIAT's "Simulation N/M": the N-th simulation of the assignment's config is running."""
+
+
+def _simulation_started(
+    conn: Connection, assignment_id: str, worker_id: str, counter: Mapping[str, Any], clock: Clock
+) -> str | None:
+    """Mark simulation N of the assignment as running; the study id when the map changed."""
+    number = counter.get("simulation_count")
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        return None
+    total = counter.get("total_simulations")
+    case = counter.get("current_case")
+    if not record_simulation_start(
+        conn,
+        assignment_id,
+        worker_id,
+        number,
+        total if isinstance(total, int) and not isinstance(total, bool) else None,
+        case if isinstance(case, str) else None,
+        clock.now,
+    ):
+        return None
+    study_id: str | None = Raw(conn).scalar(
+        "SELECT super_study_id FROM assignments WHERE id = :id", {"id": assignment_id}
+    )
+    return study_id
 
 
 def _maybe_sample(
@@ -488,6 +523,8 @@ def end_assignment(
             reason = values["error_message"]
     values["status"] = target
     conn.execute(update(assignments).where(assignments.c.id == assignment_id).values(**values))
+    if target != AssignmentStatus.CANCELLED:
+        end_simulations(conn, assignment_id, failed=target != AssignmentStatus.COMPLETED, now=clock.now)
     record_event(
         conn,
         assignment_id,

@@ -9,7 +9,15 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, delete, insert, select, update
 
 from goliat_monitor.db.queries.common import AnyRow, Changes, assignments_with_worker, new_id, record_event
-from goliat_monitor.db.tables import assignment_events, assignments, result_files, super_studies, workers
+from goliat_monitor.db.tables import (
+    assignment_events,
+    assignments,
+    result_figures,
+    result_files,
+    simulation_runs,
+    super_studies,
+    workers,
+)
 from goliat_monitor.domain.models import AssignmentStatus
 from goliat_monitor.domain.progress import AssignmentTiming, StudyEta, estimate_study
 from goliat_monitor.domain.scheduling import AssignmentView, StudySummary, summarize_study
@@ -116,6 +124,8 @@ def delete_super_study(conn: Connection, study_id: str) -> list[str]:
             update(workers).where(workers.c.current_assignment_id.in_(ids)).values(current_assignment_id=None)
         )
         conn.execute(delete(result_files).where(result_files.c.assignment_id.in_(ids)))
+        conn.execute(delete(result_figures).where(result_figures.c.assignment_id.in_(ids)))
+        conn.execute(delete(simulation_runs).where(simulation_runs.c.assignment_id.in_(ids)))
         conn.execute(delete(assignment_events).where(assignment_events.c.assignment_id.in_(ids)))
         conn.execute(delete(assignments).where(assignments.c.super_study_id == study_id))
     conn.execute(delete(super_studies).where(super_studies.c.id == study_id))

@@ -7,7 +7,7 @@ updates measured); nothing needs it (the worker list reads every live session an
 also leaves half of each page free on PostgreSQL, so the new row version fits beside the old.
 
 Revision ID: 0011_hot_worker_updates
-Revises: 0007_accounts
+Revises: 0010_simulation_results
 Create Date: 2026-12-02
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0011_hot_worker_updates"
-down_revision = "0007_accounts"
+down_revision = "0010_simulation_results"
 branch_labels = None
 depends_on = None
 

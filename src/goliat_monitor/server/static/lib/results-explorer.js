@@ -93,5 +93,12 @@ export function resultExplorer(studyId) {
 
   $("#preview-close").addEventListener("click", function () { preview.hidden = true; previewBody.textContent = ""; });
   load();
-  return { reload: throttle(load, 2000) };
+  return {
+    reload: throttle(load, 2000),
+    /* Preview one file ({name, path, size}), as a click on it in the tree would. */
+    show: function (node) {
+      showPreview(node);
+      if (preview.scrollIntoView) preview.scrollIntoView({ block: "nearest" });
+    }
+  };
 }

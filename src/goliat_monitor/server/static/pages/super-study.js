@@ -7,6 +7,8 @@ import { $, $$, field, h, setBar, setField, setText, statusClass, timeEl } from 
 import { fmt } from "../lib/format.js";
 import { connectLive, reloadPage } from "../lib/live.js";
 import { resultExplorer } from "../lib/results-explorer.js";
+import { resultsTable } from "../lib/results-table.js";
+import { simulationMap } from "../lib/simulation-map.js";
 
 function workerName(a) { return a.workerLabel || a.workerHostname || a.machineId || a.workerId; }
 
@@ -97,6 +99,8 @@ function init(data) {
   var rows = new Map();
   $$("tr[data-id]", body).forEach(function (row) { rows.set(row.dataset.id, row); });
   var explorer = resultExplorer(studyId);
+  var map = simulationMap(studyId, explorer);
+  var results = resultsTable(studyId);
   canAdmin = !!data.canAdmin;
 
   function applyStudy(study) {
@@ -151,9 +155,11 @@ function init(data) {
       }
       summaryParts.forEach(function (part) { fillStudy(part, s); });
       studyActions(s.status);
+      map.reload();
     },
     assignments: function (d) {
       if (d.id !== studyId) return;
+      map.reload();
       d.assignments.forEach(function (a) {
         var row = rows.get(a.id);
         if (!row) {
@@ -170,7 +176,12 @@ function init(data) {
         setText($("#event-count"), d.eventCount);
       }
     },
-    results: function (d) { if (d.id === studyId) explorer.reload(); },
+    results: function (d) {
+      if (d.id !== studyId) return;
+      explorer.reload();
+      map.reload();
+      results.reload();
+    },
     resync: reloadPage
   });
 }

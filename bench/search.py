@@ -25,8 +25,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,10 +40,10 @@ from sqlalchemy.engine import Engine
 from goliat_monitor.db import search_index
 from goliat_monitor.domain.gui_state import KEY_MARK, TIME_ORIGIN
 from goliat_monitor.settings import normalize_database_url
+from ingest import free_port, scratch_postgres  # the benchmark beside this one
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # the only host this benchmark ever sends to
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 TARGET_P50_MS = 50.0
 MS_STEP = 1 << 21  # one millisecond in order-key units (see domain.gui_state.order_key)
 RARE_EVERY = 99_991  # about 10 rare lines per million
@@ -104,29 +102,6 @@ ORDER BY i
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def scratch_postgres() -> Iterator[str]:
-    """A new, empty database on the local PostgreSQL, dropped (forcibly) afterwards."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"gm_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextlib.contextmanager

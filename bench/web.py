@@ -29,8 +29,6 @@ import contextlib
 import json
 import os
 import platform
-import secrets
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -49,6 +47,7 @@ from sqlalchemy import create_engine
 
 from goliat_monitor.db import search_index
 from goliat_monitor.domain.gui_state import order_key
+from ingest import free_port, scratch_postgres  # the benchmark beside this one
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -60,7 +59,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 RENDER_TARGET_MS = 100.0
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 T = TypeVar("T")
 
 OBSERVE_CARDS = """() => {
@@ -125,28 +123,6 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 # -- the server, in its own process --------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def scratch_postgres() -> Iterator[str]:
-    """A new, empty database on the local PostgreSQL, dropped (forcibly) afterwards."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"gm_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextlib.contextmanager

@@ -63,11 +63,6 @@ def before_write(conn: Connection, item: GroupWrite) -> None:
         conn.info.pop(_PREPARED, None)
 
 
-def finish(conn: Connection) -> None:
-    """Send what is held back (errors surface here); the group may then commit."""
-    flush(conn)
-
-
 def stop(conn: Connection) -> None:
     """After a group, whatever happened: nothing held, nothing cached."""
     try:

@@ -349,7 +349,7 @@ def _run_group(conn: Connection, group: list[_Write], *, isolated: bool) -> list
                     for item in group:
                         batching.before_write(conn, item)
                         outcomes.append((item, True, item.fn(conn)))
-                    batching.finish(conn)
+                    batching.flush(conn)  # held statements' errors surface here, before the commit
                 except Exception as exc:
                     raise _WriteFailed from exc
             committing = True

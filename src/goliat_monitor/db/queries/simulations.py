@@ -51,13 +51,13 @@ def record_simulation_start(
     )
     values = {**key, "worker_id": worker_id, "total": total, "case_label": (case or "")[:1024], "now": now}
     if row is None:
-        raw.run(
+        raw.send(
             "INSERT INTO simulation_runs (assignment_id, number, worker_id, total, case_label, started_at)"
             " VALUES (:assignment_id, :number, :worker_id, :total, :case_label, :now)",
             values,
         )
     elif row["worker_id"] != worker_id or row["finished_at"] is not None or row["failed_at"] is not None:
-        raw.run(
+        raw.send(
             "UPDATE simulation_runs SET worker_id = :worker_id, total = :total, case_label = :case_label,"
             " started_at = :now, finished_at = NULL, failed_at = NULL"
             " WHERE assignment_id = :assignment_id AND number = :number",
@@ -65,7 +65,7 @@ def record_simulation_start(
         )
     else:
         return False
-    raw.run(
+    raw.send(
         "UPDATE simulation_runs SET finished_at = :now WHERE assignment_id = :assignment_id"
         " AND number < :number AND finished_at IS NULL AND failed_at IS NULL",
         values,

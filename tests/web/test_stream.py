@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -112,6 +113,21 @@ def test_a_freshly_rendered_page_misses_nothing_before_it_subscribes(server: Liv
     assert [line["message"] for e in events if e.event == "logs" for line in e.json["lines"]] == [
         "between render and subscribe"
     ]
+
+
+def test_a_light_that_changes_between_render_and_stream_is_pushed(
+    make_server: Callable[..., LiveServer],
+) -> None:
+    """The hub's first liveness check must not take the changed light as its baseline: the page
+    still shows the light it was rendered with."""
+    server = make_server(stalled_after_s=20)
+    worker_id(server)
+    gui(server.client, {"type": "overall_progress", "current": 1, "total": 4})
+    assert 'data-light="green"' in server.client.get("/").text
+    server.clock.advance(25)  # stalled before any stream (and so the hub) has started
+    with SseReader(server.url, {"workers": "all"}) as sse:
+        event = sse.until(lambda e: e.event == "worker", timeout=2 * hub.LIVENESS_INTERVAL_S + 2)[-1]
+    assert event.json["light"] == "amber" and event.json["stalled"] is True
 
 
 def test_resync_when_the_missed_events_are_forgotten(server: LiveServer) -> None:

@@ -53,11 +53,13 @@ async def replay(hub: Hub, client: Client, last: tuple[str, int, int]) -> list[b
         return [RESYNC.body]
     out = []
     stalled_after_s = context.settings.stalled_after_s
-    for row in rows:
-        if client.all_workers or row["id"] in client.workers:
-            out.append(
-                encode("worker", views.worker_view(row, now=clock.now, stalled_after_s=stalled_after_s))
-            )
+    shown = [
+        views.worker_view(row, now=clock.now, stalled_after_s=stalled_after_s)
+        for row in rows
+        if client.all_workers or row["id"] in client.workers
+    ]
+    hub.note_shown(shown)
+    out.extend(encode("worker", view) for view in shown)
     batches: dict[str, list[dict[str, Any]]] = {}
     for line in lines:
         if line.worker_id in client.log_workers:

@@ -50,6 +50,8 @@ FLUSH_GAP_S = 0.05
 STUDY_INTERVAL_S = 1.0
 LIVENESS_INTERVAL_S = 2.0
 """How often the hub re-derives online / stalled lights: they change with time, not with writes."""
+UNKNOWN_LIGHT = ("", False)
+"""Equal to no real light: the next liveness check pushes the worker whatever its light is."""
 IDLE_LINGER_S = 30.0
 LOG_READ_LIMIT = 5000
 GAP_TTL_S = 30.0
@@ -175,6 +177,17 @@ class Hub:
     @property
     def log_followers(self) -> set[str]:
         return set().union(*(c.log_workers for c in self.clients)) if self.clients else set()
+
+    def note_shown(self, shown: Iterable[dict[str, Any]]) -> None:
+        """Lights a page was just given (worker views). The next liveness check compares with
+        them, so a light that changes between a page's render and the hub's first check is pushed;
+        two pages shown different lights get the current one pushed, whichever it is."""
+        lights = self._lights if self._lights is not None else {}
+        for view in shown:
+            light = (view["status"], view["stalled"])
+            if lights.setdefault(view["id"], light) != light:
+                lights[view["id"]] = UNKNOWN_LIGHT
+        self._lights = lights
 
     def broadcast(self, frame: Frame) -> None:
         for client in list(self.clients):

@@ -320,6 +320,7 @@ async def overview(
 
     workers, active = await context.db.read(read)
     views = [worker_view(w, now=clock.now, stalled_after_s=context.settings.stalled_after_s) for w in workers]
+    get_hub(request.app).note_shown(views)
     return _render(
         request,
         "overview.html",
@@ -383,6 +384,7 @@ async def worker_page(
     except NotFound:
         return _not_found(request, "worker")
     view = worker_view(worker, now=clock.now, stalled_after_s=settings.stalled_after_s)
+    get_hub(request.app).note_shown([view])
     gui = view["guiState"] or {}
     logs = older["logs"] if older else gui.get("logMessages", [])
     older_cursor = older["nextBefore"] if older else view.get("olderLogsCursor")

@@ -789,6 +789,7 @@ def load_lines(url: str, counts: dict[str, int]) -> None:
     read back afterwards.
     """
     counts_t0: dict[str, float] = {}
+    newest: dict[str, tuple[float, int]] = {}
     engine = _engine(url)
     sqlite = url.startswith("sqlite")
     try:
@@ -808,19 +809,24 @@ def load_lines(url: str, counts: dict[str, int]) -> None:
                     "ms_step": MS_STEP,
                 }
                 conn.execute(text(SQLITE_LOAD if sqlite else POSTGRES_LOAD), params)
+                newest[worker_id] = (t0 + (n - 1) * LINE_STEP_S, n)
+                counts_t0[worker_id] = t0
+            # Last, with the time of the end of the load: 1M lines take PostgreSQL ~40 s, longer
+            # than a worker may stay silent before its session ends.
+            for worker_id, (newest_at, n) in newest.items():
+                now = time.time()
                 conn.execute(
                     text(
                         "UPDATE workers SET log_newest = :newest, log_streams = :streams, last_seen = :now, "
                         "updated_at = :now WHERE id = :worker"
                     ),
                     {
-                        "newest": t0 + (n - 1) * LINE_STEP_S,
+                        "newest": newest_at,
                         "streams": streams_to_json((Stream((n - 1) // 10, now, now),)),
-                        "now": time.time(),
+                        "now": now,
                         "worker": worker_id,
                     },
                 )
-                counts_t0[worker_id] = t0
         if sqlite:
             # What the server's log indexer would have done as the lines arrived: left to it, it
             # would index them in small batches during the timed phase, holding the write lock.

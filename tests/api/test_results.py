@@ -159,3 +159,15 @@ def test_uploaded_html_is_a_download_in_a_sandbox(server: LiveServer, assignment
     )
     assert got.headers["content-disposition"].startswith("attachment")
     assert got.headers["content-security-policy"] == "sandbox"
+
+
+def test_replacing_a_study_deletes_the_old_ones_result_files(server: LiveServer) -> None:
+    old = create_study(server.client, name="same")
+    old_assignment = old["assignments"][0]["id"]
+    assert upload(server, old_assignment, PATH, {"sar_results.json": b"{}"}).status_code == 200
+    assert (server.settings.artifacts_dir / "results" / old_assignment).is_dir()
+    new = create_study(server.client, name="same", replace=True)
+    assert not (server.settings.artifacts_dir / "results" / old_assignment).exists()
+    assert stored_rows(server) == 0
+    assert server.client.get(f"/api/super-studies/{old['id']}").status_code == 404
+    assert server.client.get(f"/api/super-studies/{new['id']}").status_code == 200

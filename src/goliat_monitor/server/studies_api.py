@@ -73,8 +73,8 @@ async def create_super_study(
     sizes = [a.size or _size_of(a.splitConfig, parents) for a in body.assignments]
     now = context.now()
 
-    def create(conn: Connection) -> dict[str, Any]:
-        study_id = study_queries.create_super_study(
+    def create(conn: Connection) -> tuple[dict[str, Any], study_queries.CreatedStudy]:
+        created = study_queries.create_super_study(
             conn,
             name=body.name,
             description=body.description,
@@ -88,9 +88,12 @@ async def create_super_study(
             replace=body.replace,
             now=now,
         )
-        return views.super_study(study_queries.get_super_study(conn, study_id, now=now))
+        return views.super_study(study_queries.get_super_study(conn, created.id, now=now)), created
 
-    study = await context.db.write(create)
+    study, created = await context.db.write(create)
+    if created.replaced_id is not None:
+        await _delete_artifacts(context, created.replaced_assignment_ids)
+        context.events.publish("study", {"id": created.replaced_id, "deleted": True})
     context.events.publish("study", {"id": study["id"]})
     return study
 
@@ -122,11 +125,16 @@ async def get_super_study(study_id: str, context: ServerContext = Depends(get_co
 async def delete_super_study(study_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """Delete a study, its assignments and their result files."""
     assignment_ids = await context.db.write(lambda conn: study_queries.delete_super_study(conn, study_id))
+    await _delete_artifacts(context, assignment_ids)
+    context.events.publish("study", {"id": study_id, "deleted": True})
+    return {"success": True}
+
+
+async def _delete_artifacts(context: ServerContext, assignment_ids: Sequence[str]) -> None:
+    """The result files of deleted assignments, after the commit that deleted their rows."""
     for assignment_id in assignment_ids:
         # A network round trip per page of keys with an object store: never on the event loop.
         await to_thread.run_sync(context.blobs.delete_prefix, f"results/{assignment_id}")
-    context.events.publish("study", {"id": study_id, "deleted": True})
-    return {"success": True}
 
 
 @router.get("/super-studies/{study_id}/assignments")

@@ -137,6 +137,10 @@ def claim_assignment(
     return Claimed(get_assignment(conn, assignment_id), changes)
 
 
+CLAIM_TRIES = 8
+"""Candidates one claim looks at; one that changed under it (it cannot while locked) is passed over."""
+
+
 def claim_next(conn: Connection, machine_id: str, agent_id: str | None, clock: Clock) -> Claimed | None:
     """`GET /api/assignment`: the worker's running assignment, else the next PENDING one, else None.
 
@@ -175,13 +179,22 @@ def claim_next(conn: Connection, machine_id: str, agent_id: str | None, clock: C
             super_studies.c.id,
             assignments.c.index,
         )
-        .limit(8)
+        # One row at a time: a row locked here stays locked until the commit, and every claim
+        # running beside this one skips it, so locking spare candidates would send those claims
+        # away empty-handed while work is waiting.
+        .limit(1)
         .with_for_update(of=assignments, skip_locked=True)
     )
-    for row in conn.execute(candidates).mappings().all():
+    passed: list[str] = []
+    for _ in range(CLAIM_TRIES):
+        query = candidates.where(assignments.c.id.not_in(passed)) if passed else candidates
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
         if _take(conn, row, worker, clock):
             changes.studies.add(row["super_study_id"])
             return Claimed(get_assignment(conn, row["id"]), changes)
+        passed.append(row["id"])
     return None
 
 

@@ -56,6 +56,15 @@ def _live_study_by_name(conn: Connection, name: str) -> RowMapping | None:
     )
 
 
+@dataclass(frozen=True)
+class CreatedStudy:
+    id: str
+    replaced_id: str | None
+    """The study of the same name it replaced (`replace=True`), deleted in the same transaction."""
+    replaced_assignment_ids: list[str]
+    """The replaced study's assignments, whose artifacts the caller removes after the commit."""
+
+
 def create_super_study(
     conn: Connection,
     *,
@@ -70,12 +79,13 @@ def create_super_study(
     retry_fatal: bool = False,
     replace: bool = False,
     now: float,
-) -> str:
+) -> CreatedStudy:
     existing = _live_study_by_name(conn, name)
+    replaced: tuple[str, list[str]] | None = None
     if existing is not None:
         if not replace:
             raise Conflict(f"A super study named {name!r} already exists (id {existing['id']})")
-        delete_super_study(conn, existing["id"])
+        replaced = existing["id"], delete_super_study(conn, existing["id"])
     study_id = new_id()
     conn.execute(
         insert(super_studies).values(
@@ -108,7 +118,9 @@ def create_super_study(
                 for index, config in enumerate(split_configs)
             ],
         )
-    return study_id
+    if replaced is None:
+        return CreatedStudy(study_id, None, [])
+    return CreatedStudy(study_id, *replaced)
 
 
 def delete_super_study(conn: Connection, study_id: str) -> list[str]:

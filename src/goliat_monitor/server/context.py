@@ -14,6 +14,7 @@ from goliat_monitor.blobs import BlobStore, Readable
 from goliat_monitor.db.engine import Database
 from goliat_monitor.db.migrate import schema_revision
 from goliat_monitor.db.queries.common import Changes, Clock
+from goliat_monitor.domain.cost import Pricing
 from goliat_monitor.events import EventBroker
 from goliat_monitor.server.token_cache import TokenCache
 from goliat_monitor.settings import ServerSettings
@@ -63,6 +64,10 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         self.schema = SchemaProbe(self.db)
+
+    @property
+    def pricing(self) -> Pricing:
+        return Pricing(self.settings.price_per_hour, self.settings.currency)
 
     def clock(self) -> Clock:
         s = self.settings

@@ -91,11 +91,11 @@ def resolve_worker(
     )
     if row is not None and is_online(row, clock):
         return row
-    label = None
+    label = price = None
     if row is not None:
         conn.execute(update(workers).where(workers.c.id == row["id"]).values(is_stale=True))
         changes.workers.add(row["id"])
-        label = row["machine_label"]
+        label, price = row["machine_label"], row["price_per_hour"]
     worker_id = new_id()
     conn.execute(
         insert(workers).values(
@@ -105,6 +105,7 @@ def resolve_worker(
             is_stale=False,
             status=WorkerStatus.IDLE,
             machine_label=label,
+            price_per_hour=price,
             hostname=row["hostname"] if row is not None else None,
             gpu_name=row["gpu_name"] if row is not None else None,
             cpu_cores=row["cpu_cores"] if row is not None else None,

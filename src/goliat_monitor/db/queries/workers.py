@@ -217,6 +217,16 @@ def set_worker_label(conn: Connection, worker_id: str, label: str | None, now: f
     return Changes(workers={worker_id})
 
 
+def set_worker_price(conn: Connection, worker_id: str, price: float | None, now: float) -> Changes:
+    """The machine's price per hour (None: the server's default), on every session of it, like the label."""
+    worker_exists(conn, worker_id)
+    machine = conn.execute(select(workers.c.machine_id).where(workers.c.id == worker_id)).scalar_one()
+    conn.execute(
+        update(workers).where(workers.c.machine_id == machine).values(price_per_hour=price, updated_at=now)
+    )
+    return Changes(workers={worker_id})
+
+
 # -- live pages: reads for server/pages.py and the SSE hub --------------------------------------
 
 

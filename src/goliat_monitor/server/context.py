@@ -16,6 +16,7 @@ from goliat_monitor.db.migrate import schema_revision
 from goliat_monitor.db.queries.common import Changes, Clock
 from goliat_monitor.domain.cost import Pricing
 from goliat_monitor.events import EventBroker
+from goliat_monitor.server.counters import IngestCounters, RequestTimes
 from goliat_monitor.server.token_cache import TokenCache
 from goliat_monitor.settings import ServerSettings
 
@@ -60,6 +61,9 @@ class ServerContext:
     events: EventBroker = field(default_factory=EventBroker)
     now: Callable[[], float] = time.time
     token_cache: TokenCache = field(default_factory=TokenCache)
+    ingest_counts: IngestCounters = field(default_factory=IngestCounters)
+    """Counted after each committed GOLIAT write, for `/metrics` (per process)."""
+    request_times: RequestTimes = field(default_factory=RequestTimes)
     schema: SchemaProbe = field(init=False)
 
     def __post_init__(self) -> None:

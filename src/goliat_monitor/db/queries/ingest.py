@@ -291,6 +291,7 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
         # one the worker holds (`GET /api/logs?study=` finds lines through it).
         _store_logs(conn, worker, result, values, clock, run=claimed_for or assignment_id)
         changes.log_workers.add(worker["id"])
+        changes.log_lines += len(result.logs)
     if message["type"] == "timing":
         _store_timing(conn, worker, message, update_.get("assignmentId"), clock)
         changes.timing_workers.add(worker["id"])

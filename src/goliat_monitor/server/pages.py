@@ -84,11 +84,12 @@ def fmt_hours(hours: float | None) -> str:
     return "—" if hours is None else f"{hours:.2f} h"
 
 
-def fmt_money(value: float | None, currency: str | None = None) -> str:
-    """A cost as the pages show it (`12.50 USD`); unknown (a projection without data) is a dash."""
-    if value is None:
+def fmt_money(value: object, currency: object = None) -> str:
+    """A cost as the pages show it (`12.50 USD`); unknown (a projection without data, a template
+    card without a worker) is a dash."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
         return "—"
-    return f"{value:,.2f} {currency or ''}".strip()
+    return f"{value:,.2f} {currency if isinstance(currency, str) else ''}".strip()
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from goliat_monitor.settings import ServerSettings
 from tests.accounts import bearer, private_server
 from tests.api.helpers import create_study, gui, heartbeat, log_batch
 from tests.conftest import LiveServer
@@ -111,20 +112,22 @@ def test_metrics_after_a_goliat_run(make_server: Callable[..., LiveServer]) -> N
     )
 
 
-def test_gauges_agree_across_two_apps_on_one_database(
-    make_server: Callable[..., LiveServer], backend: str | None
-) -> None:
+def test_gauges_agree_across_two_apps_on_one_database(make_server: Callable[..., LiveServer]) -> None:
     """Each app has its own registry: two in one process neither clash nor share their counters,
-    and the database gauges agree."""
-    if backend is None:
-        pytest.skip("two servers share one database only on PostgreSQL (SQLite's data dir is per server)")
+    and the gauges, read from their one database, agree."""
     one = make_server()
-    two = make_server()
+
+    def same_database(settings: ServerSettings) -> None:
+        settings.data_dir = one.settings.data_dir  # SQLite: the same file; PostgreSQL: the same URL
+
+    two = make_server(prepare=same_database)
     create_study(one.client, count=2)
     assert heartbeat(one.client, "10.0.0.9").status_code == 200
     first, second = scrape(one.client), scrape(two.client)
     assert value(first, "goliat_monitor_assignments", status="PENDING") == 2
     assert value(second, "goliat_monitor_assignments", status="PENDING") == 2
+    assert value(first, "goliat_monitor_workers", status="IDLE") == 1
+    assert value(second, "goliat_monitor_workers", status="IDLE") == 1
     assert value(first, "goliat_monitor_messages_total", kind="heartbeat") == 1
     assert value(second, "goliat_monitor_messages_total", kind="heartbeat") == 0
 

@@ -180,12 +180,17 @@ function init(data) {
   if (priceForm) priceForm.addEventListener("submit", function (event) {
     event.preventDefault();
     var msg = $("#price-msg");
-    var text = $("#price-input").value.trim();
+    var text = $("#price-input").value.trim().replace(",", ".");
+    var price = text === "" ? null : Number(text);
+    if (price !== null && !(isFinite(price) && price >= 0)) {
+      setText(msg, "A price is a number of at least 0, or empty for the default.");
+      return;
+    }
     setText(msg, "Saving…");
     api("/api/workers/" + encodeURIComponent(workerId), {
       method: "PATCH",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ pricePerHour: text === "" ? null : Number(text) })
+      body: JSON.stringify({ pricePerHour: price })
     }).then(function (w) {
       setText(msg, "Saved.");
       fillWorkerPage(w);

@@ -94,6 +94,22 @@ def test_metrics_after_a_goliat_run(make_server: Callable[..., LiveServer]) -> N
     assert ingest_inf == 2
     routes = {dict(labels)["route"] for name, labels in samples if name.startswith("goliat_monitor_request_")}
     assert not any(first in route for route in routes)
+    for method, route in {
+        (dict(k)["method"], dict(k)["route"])
+        for n, k in samples
+        if n.endswith("_count") and n.startswith("goliat_monitor_request_")
+    }:
+        buckets = sorted(
+            (float(dict(labels)["le"]), v)
+            for (n, labels), v in samples.items()
+            if n == "goliat_monitor_request_duration_seconds_bucket"
+            and dict(labels)["method"] == method
+            and dict(labels)["route"] == route
+        )
+        counts = [v for _, v in buckets]
+        assert counts == sorted(counts), (route, buckets)  # cumulative
+        count = value(samples, "goliat_monitor_request_duration_seconds_count", method=method, route=route)
+        assert buckets[-1] == (float("inf"), count)
 
     # The assignment completes: its hours stop growing, the study moves on.
     assert (

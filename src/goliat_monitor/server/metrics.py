@@ -101,7 +101,7 @@ class AppCollector:
         clients = GaugeMetricFamily("goliat_monitor_sse_clients", "Live-update streams open on this process.")
         clients.add_metric([], m.sse_clients)
         yield clients
-        yield _histogram(m.context.request_times)
+        yield request_histogram(m.context.request_times)
 
 
 def _gauge(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
@@ -111,7 +111,7 @@ def _gauge(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetric
     return family
 
 
-def _histogram(times: RequestTimes) -> HistogramMetricFamily:
+def request_histogram(times: RequestTimes) -> HistogramMetricFamily:
     family = HistogramMetricFamily(
         "goliat_monitor_request_duration_seconds",
         "Time from a request's arrival to its answer's last byte, by method and route template.",

@@ -110,6 +110,21 @@ class ServerSettings(BaseSettings):
     sample_interval_s: float = Field(
         1.0, description="Shortest interval between two stored progress samples of one worker."
     )
+    price_per_hour: float = Field(
+        0.0,
+        ge=0.0,
+        description="Default price of one worker machine per hour, for GPU-hours and cost; an admin "
+        "can set another one per machine on its worker page.",
+    )
+    currency: str = Field(
+        "USD", min_length=1, max_length=8, description="Currency of the prices and costs shown (a label)."
+    )
+    metrics_token: str | None = Field(
+        None,
+        description="Bearer token GET /metrics requires when set (Prometheus' `authorization` "
+        "setting); also accepted as X-API-Key or /t/<token>/. Without it /metrics is open, unless "
+        "--private, where it needs this token or any viewer credential.",
+    )
     write_threads: int = Field(
         0,
         description="PostgreSQL: threads that commit writes in groups (0 picks 4). SQLite has one "

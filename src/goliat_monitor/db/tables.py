@@ -46,6 +46,9 @@ workers = Table(
     Column("is_stale", Boolean, nullable=False, server_default=text("false")),
     Column("hostname", String(255)),
     Column("machine_label", String(255)),
+    # The machine's price per hour (migration 0013), NULL for the server's default; like the
+    # label it names the machine, so every session of it carries the same value.
+    Column("price_per_hour", Float),
     Column("status", String(16), nullable=False),
     Column("gpu_name", String(255)),
     Column("cpu_cores", Integer),

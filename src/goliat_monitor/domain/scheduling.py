@@ -72,22 +72,26 @@ def summarize_study(assignments: Iterable[AssignmentView], *, cancelled: bool) -
         progress = 100.0 if item.status == AssignmentStatus.COMPLETED else item.progress
         done_work += weight * max(0.0, min(100.0, progress))
     master = done_work / total_work if total_work else 0.0
+    return StudySummary(study_status(counts, cancelled=cancelled), len(items), counts, round(master, 4))
 
-    running = counts[AssignmentStatus.RUNNING]
-    pending = counts[AssignmentStatus.PENDING]
+
+def study_status(counts: Mapping[str, int], *, cancelled: bool) -> StudyStatus:
+    """A study's status from how many of its assignments are in each state (missing ones: 0)."""
+    running = counts.get(AssignmentStatus.RUNNING, 0)
+    pending = counts.get(AssignmentStatus.PENDING, 0)
+    completed = counts.get(AssignmentStatus.COMPLETED, 0)
+    failed = counts.get(AssignmentStatus.FAILED, 0)
     if cancelled and running == 0:
-        status = StudyStatus.CANCELLED
-    elif not items:
-        status = StudyStatus.PENDING
-    elif running == 0 and pending == 0:
-        status = StudyStatus.FAILED if counts[AssignmentStatus.FAILED] else StudyStatus.COMPLETED
-        if status == StudyStatus.COMPLETED and counts[AssignmentStatus.COMPLETED] == 0:
-            status = StudyStatus.CANCELLED
-    elif running or counts[AssignmentStatus.COMPLETED] or counts[AssignmentStatus.FAILED]:
-        status = StudyStatus.RUNNING
-    else:
-        status = StudyStatus.PENDING
-    return StudySummary(status, len(items), counts, round(master, 4))
+        return StudyStatus.CANCELLED
+    if sum(counts.values()) == 0:
+        return StudyStatus.PENDING
+    if running == 0 and pending == 0:
+        if failed:
+            return StudyStatus.FAILED
+        return StudyStatus.COMPLETED if completed else StudyStatus.CANCELLED
+    if running or completed or failed:
+        return StudyStatus.RUNNING
+    return StudyStatus.PENDING
 
 
 STILL_TO_RUN = frozenset({AssignmentStatus.PENDING, AssignmentStatus.RUNNING, AssignmentStatus.FAILED})

@@ -36,12 +36,15 @@ from goliat_monitor.server.auth import (
     has_credentials,
     principal_of,
     require_admin,
+    require_metrics,
     require_worker,
 )
 from goliat_monitor.server.context import ServerContext
 
 log = logging.getLogger("goliat_monitor.server")
 
+SELF_GUARDS = (require_worker, require_admin, require_metrics)
+"""Guards that decide alone who may call their route."""
 PUBLIC_PATHS = frozenset({"/api/health", "/login", "/logout", "/api/session", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/static/",)
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -49,7 +52,7 @@ _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 def _guards_itself(dependant: Dependant) -> bool:
     for dependency in dependant.dependencies:
-        if dependency.call in (require_worker, require_admin) or _guards_itself(dependency):
+        if dependency.call in SELF_GUARDS or _guards_itself(dependency):
             return True
     return False
 

@@ -31,6 +31,7 @@ from goliat_monitor.errors import ApiError, DatabaseUnavailable, RateLimited
 from goliat_monitor.server import (
     account_pages,
     events_api,
+    metrics,
     pages,
     read_api,
     results_api,
@@ -89,6 +90,7 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
     )
     app.state.context = context
     app.state.sse_hub = hub
+    app.state.metrics = metrics.Metrics(context)
     # The routers' routes go straight into the app's route list. `include_router` would wrap each
     # router in a lazily matched layer that cost ~250 µs per request here; the routes already
     # carry their prefix and their router's dependencies. A router's `lifespan=` would be
@@ -101,6 +103,7 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
         read_api.router,
         events_api.router,
         session_api.router,
+        metrics.router,
         account_pages.router,
         pages.router,
     )
@@ -124,8 +127,8 @@ class GoliatMonitorApp(FastAPI):
     """FastAPI with this server's edge layers outside the framework's own middleware stack."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        """Security headers, token prefix and body limits, then the lean ingest calls, then the
-        access rules (`--private`, CSRF, the audit log), then FastAPI.
+        """Security headers, token prefix, the request timer and body limits, then the lean ingest
+        calls, then the access rules (`--private`, CSRF, the audit log), then FastAPI.
 
         Built this way round so that the calls GOLIAT makes thousands of times a second pass the
         edge layers every request needs, and only those (see `LeanRouteDispatch`; they check
@@ -138,6 +141,7 @@ class GoliatMonitorApp(FastAPI):
         stack = BodyLimitMiddleware(
             stack, json_limit=settings.max_json_bytes, upload_limit=settings.max_request_bytes
         )
+        stack = metrics.RequestTimer(stack, self.state.context.request_times, self.routes)
         stack = TokenPrefixMiddleware(stack)
         return SecurityHeadersMiddleware(stack)
 

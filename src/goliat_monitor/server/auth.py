@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from goliat_monitor.credentials import digest
 from goliat_monitor.db.queries import accounts
-from goliat_monitor.domain.access import SAFE_METHODS, Need, Principal, Role, allows
+from goliat_monitor.domain.access import SAFE_METHODS, Need, Principal, Role, allows, may_read
 from goliat_monitor.errors import Forbidden, Unauthorized
 from goliat_monitor.server.context import ServerContext, get_context
 from goliat_monitor.settings import ServerSettings
@@ -249,3 +249,24 @@ def _note_change(request: Request, who: str) -> None:
     """A change (not an admin's read) goes to the audit log once its answer is known."""
     if request.method not in SAFE_METHODS:
         request.scope[AUDIT] = who
+
+
+async def require_metrics(request: Request, context: ServerContext = Depends(get_context)) -> None:
+    """The metrics token when one is set, else open; any credential that may read the dashboard
+    also does (an admin in the browser). With `--private` and no metrics token: that credential.
+
+    `server/access.py` counts this among the guards that decide alone, so with `--private`
+    Prometheus needs only the metrics token, not an account.
+    """
+    settings = context.settings
+    token = settings.metrics_token
+    if token is None and not settings.private:
+        return
+    if token is not None:
+        for sent in presented_tokens(request):
+            if secrets.compare_digest(sent.encode(), token.encode()):
+                return
+    principal = await principal_of(request, context)
+    if principal is not None and may_read(principal.role, "GET", "/metrics"):
+        return
+    raise Unauthorized("Send the metrics token as Authorization: Bearer <token>")

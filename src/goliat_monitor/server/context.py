@@ -14,7 +14,9 @@ from goliat_monitor.blobs import BlobStore, Readable
 from goliat_monitor.db.engine import Database
 from goliat_monitor.db.migrate import schema_revision
 from goliat_monitor.db.queries.common import Changes, Clock
+from goliat_monitor.domain.cost import Pricing
 from goliat_monitor.events import EventBroker
+from goliat_monitor.server.counters import IngestCounters, RequestTimes
 from goliat_monitor.server.token_cache import TokenCache
 from goliat_monitor.settings import ServerSettings
 
@@ -59,10 +61,17 @@ class ServerContext:
     events: EventBroker = field(default_factory=EventBroker)
     now: Callable[[], float] = time.time
     token_cache: TokenCache = field(default_factory=TokenCache)
+    ingest_counts: IngestCounters = field(default_factory=IngestCounters)
+    """Counted after each committed GOLIAT write, for `/metrics` (per process)."""
+    request_times: RequestTimes = field(default_factory=RequestTimes)
     schema: SchemaProbe = field(init=False)
 
     def __post_init__(self) -> None:
         self.schema = SchemaProbe(self.db)
+
+    @property
+    def pricing(self) -> Pricing:
+        return Pricing(self.settings.price_per_hour, self.settings.currency)
 
     def clock(self) -> Clock:
         s = self.settings

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import Connection
 from sse_starlette import EventSourceResponse
 
+from goliat_monitor.db.queries import costs as cost_queries
 from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.db.queries.common import AnyRow
 from goliat_monitor.server import views
@@ -41,11 +42,13 @@ async def replay(hub: Hub, client: Client, last: tuple[str, int, int]) -> list[b
     clock = context.clock()
 
     def read(conn: Connection) -> tuple[list[dict[str, Any]], list[AnyRow], dict[str, Any]]:
-        rows = [views.worker(r, clock) for r in worker_queries.workers_by_ids(conn, workers)]
+        found_rows = worker_queries.workers_by_ids(conn, workers)
+        spent = cost_queries.worker_costs(conn, found_rows, clock, context.pricing)
+        rows = views.workers(found_rows, clock, spent, context.pricing)
         lines = (
             worker_queries.log_lines_after(conn, log_id, REPLAY_LOG_LIMIT + 1) if client.log_workers else []
         )
-        found = {s: read_study(conn, s, clock.now) for s in studies}
+        found = {s: read_study(conn, s, clock.now, context.pricing) for s in studies}
         return rows, lines, found
 
     rows, lines, found = await context.db.read(read)

@@ -29,9 +29,11 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Connection
 
+from goliat_monitor.db.queries import costs as cost_queries
 from goliat_monitor.db.queries import studies as study_queries
 from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.db.queries.common import AnyRow
+from goliat_monitor.domain.cost import Pricing
 from goliat_monitor.errors import DatabaseUnavailable, NotFound
 from goliat_monitor.events import Event, Subscription
 from goliat_monitor.server import views
@@ -58,10 +60,10 @@ GAP_TTL_S = 30.0
 MAX_GAPS = 500
 
 
-def read_study(conn: Connection, study_id: str, now: float) -> dict[str, Any] | None:
+def read_study(conn: Connection, study_id: str, now: float, pricing: Pricing) -> dict[str, Any] | None:
     """The study as the API shows it, None once it is deleted."""
     try:
-        return views.super_study(study_queries.get_super_study(conn, study_id, now=now))
+        return views.super_study(study_queries.get_super_study(conn, study_id, now=now, pricing=pricing))
     except NotFound:
         return None
 
@@ -337,13 +339,14 @@ class Hub:
         clock = context.clock()
         settings = context.settings
         log_hw, gaps = self._log_hw, list(self._gaps)
+        pricing = context.pricing
 
         def read(conn: Connection) -> tuple[list[dict[str, Any]], list[AnyRow] | None, int, dict[str, Any]]:
-            rows = (
-                [views.worker(r, clock) for r in worker_queries.workers_by_ids(conn, workers)]
-                if workers
-                else []
-            )
+            rows: list[dict[str, Any]] = []
+            if workers:
+                found_rows = worker_queries.workers_by_ids(conn, workers)
+                spent = cost_queries.worker_costs(conn, found_rows, clock, pricing)
+                rows = views.workers(found_rows, clock, spent, pricing)
             lines = None
             top = 0
             if read_logs:
@@ -351,7 +354,7 @@ class Hub:
                     top = worker_queries.max_log_line_id(conn)
                 else:
                     lines = worker_queries.log_lines_after(conn, log_hw, LOG_READ_LIMIT, also_ids=gaps)
-            found = {s: read_study(conn, s, clock.now) for s in studies}
+            found = {s: read_study(conn, s, clock.now, pricing) for s in studies}
             return rows, lines, top, found
 
         rows, lines, top, found = await context.db.read(read)

@@ -27,9 +27,11 @@ from fastapi.templating import Jinja2Templates
 from starlette.types import Scope
 
 from goliat_monitor import __version__
+from goliat_monitor.db.queries import costs as cost_queries
 from goliat_monitor.db.queries import logs as log_queries
 from goliat_monitor.db.queries import studies as study_queries
 from goliat_monitor.db.queries import workers as worker_queries
+from goliat_monitor.domain.cost import Pricing
 from goliat_monitor.domain.models import ANSI_ESCAPE, LOG_TYPES
 from goliat_monitor.errors import BadRequest, NotFound
 from goliat_monitor.server import read_api
@@ -76,6 +78,18 @@ STATIC_VERSION = static_version()
 
 def fmt_pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}%"
+
+
+def fmt_hours(hours: float | None) -> str:
+    return "—" if hours is None else f"{hours:.2f} h"
+
+
+def fmt_money(value: object, currency: object = None) -> str:
+    """A cost as the pages show it (`12.50 USD`); unknown (a projection without data, a template
+    card without a worker) is a dash."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "—"
+    return f"{value:,.2f} {currency if isinstance(currency, str) else ''}".strip()
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -172,9 +186,10 @@ def _environment() -> jinja2.Environment:
         "size": fmt_size,
         "ansi": strip_ansi,
         "segment": url_segment,
+        "hours": fmt_hours,
     }
     env.filters.update({name: _tolerant(fn) for name, fn in filters.items()})
-    env.globals.update(log_types=LOG_TYPES)
+    env.globals.update(log_types=LOG_TYPES, money=fmt_money)
     return env
 
 
@@ -285,13 +300,14 @@ def _study_listings(conn: Any) -> list[dict[str, Any]]:
     return [api_views.study_listing(listing) for listing in study_queries.list_super_studies(conn)]
 
 
-def _with_eta(conn: Any, studies: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
-    """Study summaries; running ones re-read one by one for the campaign ETA the list lacks."""
+def _with_eta(conn: Any, studies: list[dict[str, Any]], now: float, pricing: Pricing) -> list[dict[str, Any]]:
+    """Study summaries; running ones re-read one by one for the campaign ETA and cost the list lacks."""
     out = []
     for study in studies:
         if study["status"] in ACTIVE_STUDY_STATUSES:
             with contextlib.suppress(NotFound):
-                study = api_views.super_study(study_queries.get_super_study(conn, study["id"], now=now))
+                detail = study_queries.get_super_study(conn, study["id"], now=now, pricing=pricing)
+                study = api_views.super_study(detail)
         out.append(study_summary(study))
     return out
 
@@ -313,10 +329,10 @@ async def overview(
 
     def read(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         studies = [s for s in _study_listings(conn) if s["status"] in ACTIVE_STUDY_STATUSES]
-        workers = [
-            api_views.worker(row, clock) for row in worker_queries.list_workers(conn, include_stale=stale)
-        ]
-        return workers, _with_eta(conn, studies, clock.now)
+        rows = worker_queries.list_workers(conn, include_stale=stale)
+        spent = cost_queries.worker_costs(conn, rows, clock, context.pricing)
+        workers = api_views.workers(rows, clock, spent, context.pricing)
+        return workers, _with_eta(conn, studies, clock.now, context.pricing)
 
     workers, active = await context.db.read(read)
     views = [worker_view(w, now=clock.now, stalled_after_s=context.settings.stalled_after_s) for w in workers]
@@ -365,7 +381,8 @@ async def worker_page(
 
     def read(conn: Any) -> tuple[dict[str, Any], dict[str, Any] | None, int, dict[str, str]]:
         detail = worker_queries.get_worker(conn, worker_id, recent_logs=settings.recent_log_lines)
-        worker = api_views.worker_detail(detail, clock)
+        spent = cost_queries.worker_costs(conn, [detail.row], clock, context.pricing)[worker_id]
+        worker = api_views.worker_detail(detail, clock, spent, context.pricing)
         older = None
         if line:
             older = api_views.log_page(
@@ -486,7 +503,9 @@ async def super_studies(request: Request) -> HTMLResponse:
     context = _context(request)
     broker_id = context.events.last_id
     now = context.now()
-    summaries = await context.db.read(lambda conn: _with_eta(conn, _study_listings(conn), now))
+    summaries = await context.db.read(
+        lambda conn: _with_eta(conn, _study_listings(conn), now, context.pricing)
+    )
     return _render(
         request,
         "super_studies.html",
@@ -506,7 +525,9 @@ async def super_study(request: Request, study_id: str) -> HTMLResponse:
     now = context.now()
 
     def read(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-        study = api_views.super_study(study_queries.get_super_study(conn, study_id, now=now))
+        study = api_views.super_study(
+            study_queries.get_super_study(conn, study_id, now=now, pricing=context.pricing)
+        )
         others = [
             {"id": s.row["id"], "name": s.row["name"]}
             for s in study_queries.list_super_studies(conn)

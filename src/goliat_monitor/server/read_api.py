@@ -12,8 +12,10 @@ from sqlalchemy import Connection
 from goliat_monitor import __version__
 from goliat_monitor.blobs import iter_chunks
 from goliat_monitor.db.queries import artifacts
+from goliat_monitor.db.queries import costs as cost_queries
 from goliat_monitor.db.queries import logs as log_queries
 from goliat_monitor.db.queries import workers as worker_queries
+from goliat_monitor.db.queries.common import Changes
 from goliat_monitor.domain.models import LOG_TYPES
 from goliat_monitor.errors import BadRequest, NotFound
 from goliat_monitor.protocol import API_VERSION
@@ -46,9 +48,10 @@ async def list_workers(
     clock = context.clock()
 
     def read(conn: Connection) -> list[dict[str, Any]]:
-        return [
-            views.worker(row, clock) for row in worker_queries.list_workers(conn, include_stale=include_stale)
-        ]
+        rows = worker_queries.list_workers(conn, include_stale=include_stale)
+        return views.workers(
+            rows, clock, cost_queries.worker_costs(conn, rows, clock, context.pricing), context.pricing
+        )
 
     return await context.db.read(read)
 
@@ -64,7 +67,9 @@ async def _worker_detail(context: ServerContext, worker_id: str) -> dict[str, An
     recent = context.settings.recent_log_lines
 
     def read(conn: Connection) -> dict[str, Any]:
-        return views.worker_detail(worker_queries.get_worker(conn, worker_id, recent_logs=recent), clock)
+        detail = worker_queries.get_worker(conn, worker_id, recent_logs=recent)
+        spent = cost_queries.worker_costs(conn, [detail.row], clock, context.pricing)[worker_id]
+        return views.worker_detail(detail, clock, spent, context.pricing)
 
     return await context.db.read(read)
 
@@ -203,17 +208,28 @@ async def worker_screenshot(
 
 class WorkerPatch(BaseModel):
     machineLabel: Annotated[str, Field(max_length=255)] | None = None
+    pricePerHour: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | None = None
 
 
 @router.patch("/workers/{worker_id}", dependencies=[Depends(require_admin)])
 async def patch_worker(
     worker_id: str, body: WorkerPatch, context: ServerContext = Depends(get_context)
 ) -> dict[str, Any]:
-    """Set the machine's label (shown instead of its address); every session of the machine shares it."""
+    """Set the machine's label (shown instead of its address) and/or its price per hour (null: the
+    server's default); every session of the machine shares both. A field left out is kept; a body
+    without `pricePerHour` sets the label, as before prices existed."""
     label = (body.machineLabel or "").strip() or None
+    sent = body.model_fields_set
     now = context.now()
-    changes = await context.db.write(
-        lambda conn: worker_queries.set_worker_label(conn, worker_id, label, now)
-    )
+
+    def write(conn: Connection) -> Changes:
+        changes = Changes()
+        if "machineLabel" in sent or "pricePerHour" not in sent:
+            changes.merge(worker_queries.set_worker_label(conn, worker_id, label, now))
+        if "pricePerHour" in sent:
+            changes.merge(worker_queries.set_worker_price(conn, worker_id, body.pricePerHour, now))
+        return changes
+
+    changes = await context.db.write(write)
     context.publish(changes)
     return await _worker_detail(context, worker_id)

@@ -88,7 +88,8 @@ async def create_super_study(
             replace=body.replace,
             now=now,
         )
-        return views.super_study(study_queries.get_super_study(conn, created.id, now=now)), created
+        study = study_queries.get_super_study(conn, created.id, now=now, pricing=context.pricing)
+        return views.super_study(study), created
 
     study, created = await context.db.write(create)
     if created.replaced_id is not None:
@@ -112,11 +113,13 @@ async def list_super_studies(
 
 @router.get("/super-studies/{study_id}")
 async def get_super_study(study_id: str, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
-    """The study with its assignments, their event history, and the campaign ETA."""
+    """The study with its assignments, their event history, the campaign ETA, GPU-hours and cost."""
     now = context.now()
 
     def read(conn: Connection) -> dict[str, Any]:
-        return views.super_study(study_queries.get_super_study(conn, study_id, now=now))
+        return views.super_study(
+            study_queries.get_super_study(conn, study_id, now=now, pricing=context.pricing)
+        )
 
     return await context.db.read(read)
 

@@ -7,7 +7,7 @@ stream all shape through these functions, so a worker or a study looks the same 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from goliat_monitor.db.queries.studies import StudyDetail, StudyListing
 from goliat_monitor.db.queries.workers import LogPage, RunTimings, WorkerDetail, log_cursor
 from goliat_monitor.domain import gui_state
 from goliat_monitor.domain import timings as timing_views
+from goliat_monitor.domain.cost import Cost, Pricing, WorkerCost
 from goliat_monitor.domain.models import AssignmentStatus, WorkerStatus
 from goliat_monitor.domain.scheduling import StudySummary, config_warnings
 from goliat_monitor.server.overview import facets as overview_facets
@@ -43,7 +44,43 @@ def parse_iso(value: str | None) -> float | None:
 # -- workers -----------------------------------------------------------------------------------
 
 
-def worker(row: Mapping[Any, Any], clock: Clock) -> dict[str, Any]:
+def money(value: float | None) -> float | None:
+    """Costs and hours in the API: rounded to what a person reads, not float noise."""
+    return None if value is None else round(value, 4)
+
+
+def worker_cost(worker: dict[str, Any], spent: WorkerCost, pricing: Pricing) -> dict[str, Any]:
+    """A worker dict with its busy (`gpuHours`, `cost`) and idle hours and cost (domain/cost.py)."""
+    own = worker.get("pricePerHour")
+    return {
+        **worker,
+        "gpuHours": money(spent.gpu_hours),
+        "cost": money(spent.cost),
+        "idleHours": money(spent.idle_hours),
+        "idleCost": money(spent.idle_cost),
+        "currency": pricing.currency,
+        "effectivePricePerHour": pricing.default_price if own is None else own,
+    }
+
+
+def worker(
+    row: Mapping[Any, Any], clock: Clock, spent: WorkerCost | None = None, pricing: Pricing | None = None
+) -> dict[str, Any]:
+    """A worker session as the API shows it; with `spent` and `pricing`, its hours and cost too."""
+    data = _worker(row, clock)
+    if spent is not None and pricing is not None:
+        data = worker_cost(data, spent, pricing)
+    return data
+
+
+def workers(
+    rows: Iterable[Mapping[Any, Any]], clock: Clock, spent: Mapping[str, WorkerCost], pricing: Pricing
+) -> list[dict[str, Any]]:
+    """Worker sessions with their hours and cost (`db.queries.costs.worker_costs` of the same rows)."""
+    return [worker(row, clock, spent.get(row["id"]), pricing) for row in rows]
+
+
+def _worker(row: Mapping[Any, Any], clock: Clock) -> dict[str, Any]:
     online = is_online(row, clock)
     status = row["status"] if online and not row["is_stale"] else WorkerStatus.OFFLINE
     has_state = (
@@ -60,6 +97,7 @@ def worker(row: Mapping[Any, Any], clock: Clock) -> dict[str, Any]:
         "isStale": row["is_stale"],
         "lastSeen": iso(row["last_seen"]),
         "machineLabel": row["machine_label"],
+        "pricePerHour": row["price_per_hour"],
         "gpuName": row["gpu_name"],
         "cpuCores": row["cpu_cores"],
         "totalRamGB": row["total_ram_gb"],
@@ -89,9 +127,11 @@ def worker(row: Mapping[Any, Any], clock: Clock) -> dict[str, Any]:
     }
 
 
-def worker_detail(detail: WorkerDetail, clock: Clock) -> dict[str, Any]:
+def worker_detail(
+    detail: WorkerDetail, clock: Clock, spent: WorkerCost | None = None, pricing: Pricing | None = None
+) -> dict[str, Any]:
     """`GET /api/workers/{id}`: the worker with its recent log lines, assignments and screenshots."""
-    data = worker(detail.row, clock)
+    data = worker(detail.row, clock, spent, pricing)
     page = log_page(detail.logs)
     if data["guiState"] is None:
         data["guiState"] = {}
@@ -284,6 +324,12 @@ def super_study(detail: StudyDetail) -> dict[str, Any]:
         **_study_dict(detail.row, detail.summary, include_config=True),
         "assignments": [assignment(row) for row in detail.assignments],
     }
+    if detail.cost is not None and detail.pricing is not None:
+        data.update(_cost(detail.cost.total, detail.pricing))
+        for item in data["assignments"]:
+            spent = detail.cost.assignments.get(item["id"])
+            if spent is not None:
+                item.update(_cost(spent, detail.pricing))
     data["events"] = [assignment_event(row) for row in detail.events]
     data["warnings"] = config_warnings(
         ((row["index"], row["status"], row["split_config"] or {}) for row in detail.assignments),
@@ -295,6 +341,15 @@ def super_study(detail: StudyDetail) -> dict[str, Any]:
         data["simulationsPerHour"] = detail.estimate.simulations_per_hour
         data["remainingSimulations"] = detail.estimate.remaining_simulations
     return data
+
+
+def _cost(spent: Cost, pricing: Pricing) -> dict[str, Any]:
+    return {
+        "gpuHours": money(spent.gpu_hours),
+        "cost": money(spent.cost),
+        "projectedCost": money(spent.projected_cost),
+        "currency": pricing.currency,
+    }
 
 
 def _study_dict(row: Mapping[Any, Any], summary: StudySummary, *, include_config: bool) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 from goliat_monitor.blobs import StoredBlob
 from goliat_monitor.db.queries import artifacts, ingest, simulations
 from goliat_monitor.db.queries import assignments as assignment_queries
+from goliat_monitor.db.queries.common import Changes
 from goliat_monitor.domain.paths import check_filename, check_relative_path, tab_label
 from goliat_monitor.domain.result_figures import (
     MAX_RESULT_BYTES,
@@ -109,6 +110,7 @@ async def heartbeat(beat: Heartbeat, context: ServerContext = Depends(get_contex
         key=beat.machineId,
         prepare=(ingest.lock_workers, ingest.session_of(beat.machineId, beat.agentId)),
     )
+    context.ingest_counts.heartbeats += 1
     context.publish(changes)
     return {"success": True, "stopAssignmentIds": stop}
 
@@ -129,8 +131,16 @@ async def gui_update(body: GuiUpdate, context: ServerContext = Depends(get_conte
         key=body.machineId,
         prepare=(ingest.lock_workers, ingest.session_of(body.machineId, body.agentId)),
     )
+    _count(context, changes)
     context.publish(changes)
     return {"success": True}
+
+
+def _count(context: ServerContext, changes: Changes) -> None:
+    """A committed GUI message, for `/metrics`: two int additions (see server/counters.py)."""
+    counts = context.ingest_counts
+    counts.gui_updates += 1
+    counts.log_lines += changes.log_lines
 
 
 @ingest_router.post("/gui-updates", response_model=GuiUpdateBatchResponse)
@@ -158,6 +168,7 @@ async def gui_updates(body: GuiUpdateBatch, context: ServerContext = Depends(get
         elif isinstance(outcome, BaseException):
             raise outcome
         else:
+            _count(context, outcome)
             context.publish(outcome)
             results.append({"status": 200, "error": None})
     return {"results": results}

@@ -41,12 +41,15 @@ class Changes:
     log_workers: set[str] = field(default_factory=set)
     timing_workers: set[str] = field(default_factory=set)
     """Workers with new profiler timings: their pages re-read the Timings tabs."""
+    log_lines: int = 0
+    """Log lines stored, for the server's `goliat_monitor_log_lines_total` counter."""
 
     def merge(self, other: Changes) -> None:
         self.workers |= other.workers
         self.studies |= other.studies
         self.log_workers |= other.log_workers
         self.timing_workers |= other.timing_workers
+        self.log_lines += other.log_lines
 
 
 BACK_TO_PENDING: dict[str, Any] = {

@@ -91,11 +91,11 @@ def resolve_worker(
     )
     if row is not None and is_online(row, clock):
         return row
-    label = None
+    label = price = None
     if row is not None:
         conn.execute(update(workers).where(workers.c.id == row["id"]).values(is_stale=True))
         changes.workers.add(row["id"])
-        label = row["machine_label"]
+        label, price = row["machine_label"], row["price_per_hour"]
     worker_id = new_id()
     conn.execute(
         insert(workers).values(
@@ -105,6 +105,7 @@ def resolve_worker(
             is_stale=False,
             status=WorkerStatus.IDLE,
             machine_label=label,
+            price_per_hour=price,
             hostname=row["hostname"] if row is not None else None,
             gpu_name=row["gpu_name"] if row is not None else None,
             cpu_cores=row["cpu_cores"] if row is not None else None,
@@ -290,6 +291,7 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
         # one the worker holds (`GET /api/logs?study=` finds lines through it).
         _store_logs(conn, worker, result, values, clock, run=claimed_for or assignment_id)
         changes.log_workers.add(worker["id"])
+        changes.log_lines += len(result.logs)
     if message["type"] == "timing":
         _store_timing(conn, worker, message, update_.get("assignmentId"), clock)
         changes.timing_workers.add(worker["id"])

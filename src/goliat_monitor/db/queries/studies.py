@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, delete, insert, select, update
 
+from goliat_monitor.db.queries import costs
 from goliat_monitor.db.queries.common import AnyRow, Changes, assignments_with_worker, new_id, record_event
 from goliat_monitor.db.tables import (
     assignment_events,
@@ -18,6 +19,7 @@ from goliat_monitor.db.tables import (
     super_studies,
     workers,
 )
+from goliat_monitor.domain.cost import Pricing, StudyCost
 from goliat_monitor.domain.models import AssignmentStatus
 from goliat_monitor.domain.progress import AssignmentTiming, StudyEta, estimate_study
 from goliat_monitor.domain.scheduling import AssignmentView, StudySummary, summarize_study
@@ -44,6 +46,9 @@ class StudyDetail:
     events: list[RowMapping]
     estimate: StudyEta | None
     """None when the caller asked for no ETA (no `now`)."""
+    cost: StudyCost | None = None
+    """GPU-hours and cost, when the caller gave `now` and `pricing`."""
+    pricing: Pricing | None = None
 
 
 def _live_study_by_name(conn: Connection, name: str) -> RowMapping | None:
@@ -207,14 +212,20 @@ def require_study(conn: Connection, study_id: str) -> RowMapping:
     return row
 
 
-def get_super_study(conn: Connection, study_id: str, *, now: float | None = None) -> StudyDetail:
-    """One study with its assignments, their event history and (given `now`) the campaign's ETA."""
+def get_super_study(
+    conn: Connection, study_id: str, *, now: float | None = None, pricing: Pricing | None = None
+) -> StudyDetail:
+    """One study with its assignments, their event history and (given `now`) the campaign's ETA
+    and (given `pricing` too) its GPU-hours and cost."""
     row = require_study(conn, study_id)
     summary = study_summaries(conn, [study_id])[study_id]
     listed = list_assignments(conn, study_id)
     events = study_events(conn, study_id)
     estimate = estimate_study(study_timings(conn, study_id), now=now) if now is not None else None
-    return StudyDetail(row, summary, listed, events, estimate)
+    spent = None
+    if now is not None and pricing is not None:
+        spent = costs.study_cost(conn, listed, events, pricing=pricing, now=now)
+    return StudyDetail(row, summary, listed, events, estimate, spent, pricing)
 
 
 def list_assignments(conn: Connection, study_id: str) -> list[RowMapping]:

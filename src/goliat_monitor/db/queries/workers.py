@@ -208,13 +208,20 @@ def current_run_timings(conn: Connection, worker_id: str) -> RunTimings:
 
 
 def set_worker_label(conn: Connection, worker_id: str, label: str | None, now: float) -> Changes:
+    return _set_on_machine(conn, worker_id, now, machine_label=label)
+
+
+def _set_on_machine(conn: Connection, worker_id: str, now: float, **values: object) -> Changes:
+    """Label and price name the machine, so every session of it carries the same value."""
     worker_exists(conn, worker_id)
     machine = conn.execute(select(workers.c.machine_id).where(workers.c.id == worker_id)).scalar_one()
-    # The label names the machine, so every session of it carries the same one.
-    conn.execute(
-        update(workers).where(workers.c.machine_id == machine).values(machine_label=label, updated_at=now)
-    )
+    conn.execute(update(workers).where(workers.c.machine_id == machine).values(**values, updated_at=now))
     return Changes(workers={worker_id})
+
+
+def set_worker_price(conn: Connection, worker_id: str, price: float | None, now: float) -> Changes:
+    """The machine's price per hour (None: the server's default), on every session of it."""
+    return _set_on_machine(conn, worker_id, now, price_per_hour=price)
 
 
 # -- live pages: reads for server/pages.py and the SSE hub --------------------------------------

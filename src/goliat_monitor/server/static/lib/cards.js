@@ -45,6 +45,16 @@ export function fillWorkerCard(card, w) {
   var seen = field(card, "seen");
   seen.dataset.ago = w.lastSeen || "";
   setText(seen, fmt.ago(w.lastSeen));
+  fillWorkerCost(card, w);
+}
+
+/** A worker's busy and idle hours and cost, wherever the page shows them. */
+export function fillWorkerCost(scope, w) {
+  if (w.cost === undefined) return;
+  setField(scope, "cost", fmt.money(w.cost, w.currency));
+  setField(scope, "idleCost", fmt.money(w.idleCost, w.currency));
+  setField(scope, "gpuHours", fmt.hours(w.gpuHours));
+  setField(scope, "idleHours", fmt.hours(w.idleHours));
 }
 
 export function fillStudy(scope, s) {
@@ -69,4 +79,9 @@ export function fillStudy(scope, s) {
     n.dataset.eta = s.eta || "";
     setText(n, fmt.until(s.eta));
   });
+  if (s.cost !== undefined) {
+    setField(scope, "cost", fmt.money(s.cost, s.currency));
+    setField(scope, "gpuHours", fmt.hours(s.gpuHours));
+    setField(scope, "projectedCost", fmt.money(s.projectedCost, s.currency));
+  }
 }

@@ -48,6 +48,12 @@ export const fmt = {
     var d = new Date(t);
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + fmt.clock(iso);
   },
+  hours: function (h) { return h === null || h === undefined ? "—" : Number(h).toFixed(2) + " h"; },
+  money: function (v, currency) {
+    if (v === null || v === undefined) return "—";
+    var text = Number(v).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    return currency ? text + " " + currency : text;
+  },
   size: function (n) {
     if (n === null || n === undefined) return "—";
     var units = ["B", "KB", "MB", "GB"];

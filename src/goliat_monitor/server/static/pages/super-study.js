@@ -24,6 +24,7 @@ function assignmentRow(a) {
     h("td", { "data-f": "started" }),
     h("td", { "data-f": "finished" }),
     h("td", { class: "num", "data-f": "duration" }),
+    h("td", { class: "num", "data-f": "cost" }),
     h("td", null, [h("a", { class: "small", href: base + "/api/assignments/" + encodeURIComponent(a.id) + "/results/download", download: "", text: "zip" })]),
     canAdmin ? h("td", { class: "js-only", "data-f": "actions" }) : null
   ]);
@@ -79,6 +80,7 @@ function fillAssignment(row, a) {
   duration.dataset.until = a.completedAt || "";
   duration.toggleAttribute("data-frozen", a.status !== "RUNNING");
   setText(duration, a.startedAt ? fmt.elapsed(a.startedAt, a.completedAt) : "—");
+  if (a.cost !== undefined) setField(row, "cost", fmt.money(a.cost, a.currency));
   fillActions(row, a);
 }
 

@@ -2,7 +2,7 @@
  * (charts, timings table and pies) and its screenshots. */
 import { startPage } from "../app.js";
 import { ADMIN_NEEDED, ROLE_REFUSED, api, base } from "../lib/api.js";
-import { stageText, statusText } from "../lib/cards.js";
+import { fillWorkerCost, stageText, statusText } from "../lib/cards.js";
 import { drawChart } from "../lib/charts.js";
 import { $, field, h, setBar, setField, setText, statusClass, throttle, timeEl } from "../lib/dom.js";
 import { fmt, parseTime, serverNow } from "../lib/format.js";
@@ -108,6 +108,10 @@ function fillWorkerPage(w) {
   setField(doc, "warnings", g.warningCount || 0);
   setField(doc, "errors", g.errorCount || 0);
   setField(doc, "summary", w.summary || "");
+  fillWorkerCost(doc, w);
+  if (w.effectivePricePerHour !== undefined) {
+    setField(doc, "price", fmt.money(w.effectivePricePerHour, w.currency) + (w.pricePerHour === null ? " (default)" : ""));
+  }
   doc.title = (w.summary ? w.summary + " · " : "") + w.displayName + " · goliat-monitor";
 }
 
@@ -171,6 +175,31 @@ function init(data) {
     }).catch(function () { lookedForNewer = false; });
   }
   findNewerSession(data);
+
+  var priceForm = $("#price-form");
+  if (priceForm) priceForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var msg = $("#price-msg");
+    var text = $("#price-input").value.trim().replace(",", ".");
+    var price = text === "" ? null : Number(text);
+    if (price !== null && !(isFinite(price) && price >= 0)) {
+      setText(msg, "A price is a number of at least 0, or empty for the default.");
+      return;
+    }
+    setText(msg, "Saving…");
+    api("/api/workers/" + encodeURIComponent(workerId), {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ pricePerHour: price })
+    }).then(function (w) {
+      setText(msg, "Saved.");
+      fillWorkerPage(w);
+    }).catch(function (error) {
+      setText(msg, error.status === 403 ? ROLE_REFUSED : error.status === 401
+        ? "Not allowed: " + ADMIN_NEEDED
+        : "Could not save: " + error.message);
+    });
+  });
 
   var form = $("#label-form");
   if (form) form.addEventListener("submit", function (event) {

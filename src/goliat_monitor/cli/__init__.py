@@ -22,6 +22,7 @@ for _command in (
     server.serve,
     server.db,
     server.artifacts,
+    server.prune,
     accounts.user,
     accounts.token,
     campaign.split,

@@ -143,6 +143,12 @@ class ServerSettings(BaseSettings):
         description="Days after a super study finished (completed, failed or cancelled) before it is "
         "deleted with its result files; 0 = forever. Nothing of an unfinished study is ever pruned.",
     )
+    prune_interval_s: float = Field(
+        60.0,
+        gt=0.0,
+        description="Seconds between two retention passes (each prunes in short rounds with pauses "
+        "between them; on PostgreSQL one replica at a time).",
+    )
 
     @field_validator("database_url")
     @classmethod

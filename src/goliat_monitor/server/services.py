@@ -29,9 +29,6 @@ _jitter = random.Random()
 
 LEASE_CHECK_S = 5.0
 SIGN_IN_HOUSEKEEPING_S = 600.0
-PRUNE_INTERVAL_S = 60.0
-"""How often a retention pass starts (message ids included: a pass forgets a minute of them in
-a few rounds)."""
 
 
 def start(context: ServerContext) -> list[asyncio.Task[None]]:
@@ -43,7 +40,9 @@ def start(context: ServerContext) -> list[asyncio.Task[None]]:
     ]
     if not context.db.is_sqlite or ":memory:" not in context.db.url:
         tasks.append(
-            asyncio.create_task(_every(PRUNE_INTERVAL_S, lambda: prune_old_data(context)), name="retention")
+            asyncio.create_task(
+                _every(context.settings.prune_interval_s, lambda: prune_old_data(context)), name="retention"
+            )
         )
     if context.db.is_sqlite and ":memory:" not in context.db.url:
         tasks.append(asyncio.create_task(index_log_text(context), name="log-indexer"))

@@ -35,10 +35,10 @@ from goliat_monitor.domain.retention import Kind, is_finished
 ROUND_ROWS = 5_000
 """Most rows one round deletes (or, in a dry run, counts)."""
 
-SQLITE_LOG_ROUND_ROWS = 1_000
+SQLITE_LOG_ROUND_ROWS = 500
 """Log lines per round on SQLite: each deleted line is also deleted from the FTS5 index by a
-trigger, ~15 µs a line here, so 1,000 lines hold the write lock ~15-20 ms (5,000: ~70 ms, which
-ingest's p99 would show)."""
+trigger (~15 µs a line here), so 500 lines hold the write lock ~5-10 ms, as one batch of the log
+indexer does (`search_index.INDEX_BATCH`); 5,000 held it ~70 ms, which ingest's p99 showed."""
 
 TABLES: dict[Kind, tuple[Table, ...]] = {
     Kind.LOGS: (log_lines,),

@@ -229,3 +229,47 @@ def test_watch_exit_codes_for_failed_cancelled_and_deleted(
         timeout=60,
     )
     assert unreachable.returncode == 5 and "cannot reach" in unreachable.stderr
+
+
+def test_the_live_stream_reconnects_with_the_last_event_id() -> None:
+    """A stream that drops is opened again with `Last-Event-ID` set to the last id received (the
+    server then replays what was missed). A real HTTP server that ends each stream after one event
+    stands in for a server restart or a proxy timeout."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from goliat_monitor.cli.remote import Remote, follow_events
+
+    seen_ids: list[str | None] = []
+
+    class Events(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen_ids.append(self.headers.get("Last-Event-ID"))
+            number = len(seen_ids)
+            body = f'retry: 50\nid: epoch:{number}.{number * 10}\nevent: logs\ndata: {{"n": {number}}}\n\n'
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Events)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    remote = Remote(f"http://127.0.0.1:{httpd.server_address[1]}", None)
+    try:
+        events = follow_events(remote, {"logs": "w"})
+        got = [next(events) for _ in range(4)]
+    finally:
+        remote.close()
+        httpd.shutdown()
+        httpd.server_close()
+    assert [(e.event, e.data) for e in got] == [
+        ("logs", {"n": 1}),
+        ("reconnected", None),
+        ("logs", {"n": 2}),
+        ("reconnected", None),
+    ]
+    assert seen_ids[:2] == [None, "epoch:1.10"]

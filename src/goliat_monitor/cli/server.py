@@ -311,7 +311,8 @@ def prune(dry_run: bool, as_json: bool, **options: Any) -> None:
     table.add_column("older than", justify="right")
     table.add_column("rows" if dry_run else "deleted", justify="right")
     for kind, n in counts.items():
-        table.add_row(kind.label, f"{policy.days[kind]:g} days", f"{n:,}")
+        days = policy.days[kind]
+        table.add_row(kind.label, f"{days:g} day{'' if days == 1 else 's'}", f"{n:,}")
     Console().print(table)
 
 

@@ -199,7 +199,7 @@ def test_lines_the_indexer_has_not_reached_are_pruned_too(make_server: Callable[
         from goliat_monitor.db import search_index
 
         top = server.context.db.read_sync(
-            lambda conn: conn.execute(select(func.max(log_lines.c.id))).scalar()
+            lambda conn: int(conn.execute(select(func.max(log_lines.c.id))).scalar_one())
         )
         assert server.context.db.read_sync(search_index.indexed_through) < top
     assert server.run(services.prune_old_data(server.context))[Kind.LOGS] == 6

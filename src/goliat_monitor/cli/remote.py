@@ -504,6 +504,8 @@ def _watch(remote: Remote, detail: dict[str, Any], *, as_json: bool) -> int:
     current: dict[str, Any] | None = detail
     report(detail)
     if finished(detail):
+        if live is not None:
+            console.print(_bars(detail))
         return _end(detail, ended["code"], as_json)
     read_at = 0.0
     if live is not None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.accounts import private_server
 from tests.api.helpers import create_study, gui, heartbeat, log_batch
 from tests.conftest import LiveServer
 from tests.support import wait_for
@@ -273,3 +274,36 @@ def test_the_live_stream_reconnects_with_the_last_event_id() -> None:
         ("reconnected", None),
     ]
     assert seen_ids[:2] == [None, "epoch:1.10"]
+
+
+def test_a_private_server_takes_a_viewer_token(
+    make_server: Callable[..., LiveServer], running: Callable[..., Running]
+) -> None:
+    server = private_server(make_server)
+    admin = {"Authorization": "Bearer gmt_admin-secret"}
+    assert (
+        server.client.post(
+            "/api/heartbeat", json={"machineId": "10.5.5.1", "hostname": "gpu-private"}, headers=admin
+        ).status_code
+        == 200
+    )
+    refused = cli(server, "status")
+    assert refused.returncode == 1 and "401" in refused.stderr
+    viewer = ("--token", "gmt_viewer-secret")
+    listed = cli(server, "status", "--json", *viewer)
+    assert listed.returncode == 0, listed.stderr
+    assert [w["hostname"] for w in json.loads(listed.stdout)["workers"]] == ["gpu-private"]
+    follower = running(server, "logs", "gpu-private", "--follow", *viewer)
+    sequence = 0
+
+    def arrived() -> str | None:
+        nonlocal sequence
+        sequence += 1
+        body = {
+            "machineId": "10.5.5.1",
+            "message": log_batch(sequence, [(f"private line {sequence}", "info")]),
+        }
+        assert server.client.post("/api/gui-update", json=body, headers=admin).status_code == 200
+        return next((line for line in follower.lines if "private line" in line), None)
+
+    wait_for(arrived, timeout=30, what="a line through the live stream with a viewer token", every=0.5)

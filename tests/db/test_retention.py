@@ -8,13 +8,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, insert, select
-from sqlalchemy.pool import Pool
+from sqlalchemy import func, insert, select
 
 from goliat_monitor.db.queries import retention
 from goliat_monitor.db.tables import (
@@ -28,19 +27,10 @@ from goliat_monitor.pruning import Pruner, count
 from goliat_monitor.server import services
 from tests.api.helpers import create_study, gui, heartbeat, log_batch
 from tests.conftest import LiveServer
-from tests.db.test_query_plans import FTS5_INTERNAL, WRITE_STATEMENT, Recorder, full_scans
+from tests.db.test_query_plans import FTS5_INTERNAL, WRITE_STATEMENT, Recorder, full_scans, recorder  # noqa: F401 - a fixture
 
 KEEP = {f"keep_{kind.value}_days": 7.0 for kind in Kind}
 GROWING = ("log_lines", "worker_samples", "worker_messages", "assignment_events", "received_messages")
-
-
-@pytest.fixture
-def statement_log() -> Iterator[Recorder]:
-    """Every SQLite connection opened from now on records its statements (see test_query_plans)."""
-    recording = Recorder()
-    event.listen(Pool, "connect", recording)
-    yield recording
-    event.remove(Pool, "connect", recording)
 
 
 def worker_id(server: LiveServer, machine: str) -> str:
@@ -295,18 +285,17 @@ def test_one_replica_prunes_at_a_time(make_server: Callable[..., LiveServer]) ->
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_pass_never_scans_a_growing_table(
-    make_server: Callable[..., LiveServer], statement_log: Recorder
+    make_server: Callable[..., LiveServer],
+    recorder: Recorder,  # noqa: F811 - the fixture imported above
 ) -> None:
     server = make_server(**KEEP)
     campaign(server)
-    statement_log.on = True
+    recorder.on = True
     try:
         server.run(services.prune_old_data(server.context))
     finally:
-        statement_log.on = False
-    explained = [
-        s for s in statement_log.statements if WRITE_STATEMENT.match(s) and not FTS5_INTERNAL.search(s)
-    ]
+        recorder.on = False
+    explained = [s for s in recorder.statements if WRITE_STATEMENT.match(s) and not FTS5_INTERNAL.search(s)]
     assert any(s.lstrip().upper().startswith("DELETE FROM LOG_LINES") for s in explained), explained
     scans = {
         s: found

@@ -648,8 +648,10 @@ def _wait_healthy(port: int, process: subprocess.Popen[bytes], log_path: Path) -
 
 
 @contextlib.contextmanager
-def running_server(database_url: str | None, data_dir: Path) -> Iterator[Server]:
-    """`goliat-monitor serve` in a subprocess with its default settings; stopped on exit."""
+def running_server(
+    database_url: str | None, data_dir: Path, extra_args: Sequence[str] = ()
+) -> Iterator[Server]:
+    """`goliat-monitor serve` in a subprocess with its default settings (plus `extra_args`); stopped on exit."""
     data_dir.mkdir(parents=True)
     port = free_port()
     command = [
@@ -664,6 +666,7 @@ def running_server(database_url: str | None, data_dir: Path) -> Iterator[Server]
     ]
     if database_url:
         command += ["--database-url", database_url]
+    command += list(extra_args)
     log_path = data_dir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_server_env(), cwd=ROOT)

@@ -63,3 +63,20 @@ class DatabaseUnavailable(ApiError):
     def __init__(self, message: str = "The database is unavailable; retry later", *, retry_after_s: int = 2):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class InsufficientStorage(ApiError):
+    """A disk ran out of space: answered as 507 with what ran out (`ranOut`: "database", "data
+    folder" or "temporary folder"). Nothing of the request is stored; 5xx means "send it again
+    later" to the bridge and the agent, and writes succeed again once there is room."""
+
+    status_code = 507
+
+    def __init__(self, ran_out: str, *, path: str | None = None, detail: str = "") -> None:
+        where = f" ({path})" if path else ""
+        super().__init__(
+            f"Insufficient storage: the {ran_out}{where} has no space left{detail}; nothing of this "
+            "request was stored. Free some space; writes resume by themselves."
+        )
+        self.ran_out = ran_out
+        self.path = path

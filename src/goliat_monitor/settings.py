@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from goliat_monitor.domain.retention import Kind, RetentionPolicy
+
 
 def normalize_database_url(url: str) -> str:
     """Accept the `postgres://` URLs hosting platforms hand out and pick the psycopg 3 driver."""
@@ -131,6 +133,38 @@ class ServerSettings(BaseSettings):
         "writer, on the event loop.",
     )
 
+    keep_logs_days: float = Field(
+        0.0,
+        ge=0.0,
+        description="Days to keep log lines (and their search index entries); 0 keeps them forever.",
+    )
+    keep_samples_days: float = Field(
+        0.0, ge=0.0, description="Days to keep progress and utilisation samples (charts); 0 = forever."
+    )
+    keep_message_ids_days: float = Field(
+        1.0,
+        ge=0.0,
+        description="Days to remember delivered message ids, so a redelivery is not stored twice; "
+        "0 = forever.",
+    )
+    keep_events_days: float = Field(
+        0.0,
+        ge=0.0,
+        description="Days to keep assignment history and stored worker event messages; 0 = forever.",
+    )
+    keep_studies_days: float = Field(
+        0.0,
+        ge=0.0,
+        description="Days after a super study finished (completed, failed or cancelled) before it is "
+        "deleted with its result files; 0 = forever. Nothing of an unfinished study is ever pruned.",
+    )
+    prune_interval_s: float = Field(
+        60.0,
+        gt=0.0,
+        description="Seconds between two retention passes (each prunes in short rounds with pauses "
+        "between them; on PostgreSQL one replica at a time).",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalize(cls, value: str | None) -> str | None:
@@ -149,6 +183,18 @@ class ServerSettings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            {
+                Kind.LOGS: self.keep_logs_days,
+                Kind.SAMPLES: self.keep_samples_days,
+                Kind.MESSAGE_IDS: self.keep_message_ids_days,
+                Kind.EVENTS: self.keep_events_days,
+                Kind.STUDIES: self.keep_studies_days,
+            }
+        )
 
 
 class AgentSettings(BaseSettings):

@@ -1,18 +1,16 @@
-"""Forgetting old message ids: oldest first, in bounded rounds, on both databases."""
+"""Forgetting old message ids: oldest first, in bounded rounds, on both databases (the retention
+pass that repeats the rounds is tested in test_retention.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import insert, select
 
 from goliat_monitor.db import migrate
 from goliat_monitor.db.engine import Database
 from goliat_monitor.db.queries import ingest
 from goliat_monitor.db.tables import received_messages
-from goliat_monitor.server import services
-from tests.conftest import LiveServer
 
 
 def test_old_message_ids_are_forgotten_oldest_first_in_bounded_rounds(
@@ -37,20 +35,3 @@ def test_old_message_ids_are_forgotten_oldest_first_in_bounded_rounds(
         assert sorted(kept) == [float(n) for n in range(30, 50)]
     finally:
         db.close()
-
-
-def test_the_housekeeping_service_drains_a_backlog_in_several_rounds(
-    server: LiveServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """After downtime a day's worth of ids is due at once: rounds repeat until it is drained."""
-    monkeypatch.setattr(ingest, "FORGET_BATCH", 10)
-    day_ago = server.clock() - services.MESSAGE_ID_TTL_S
-    rows = [{"machine_id": "m", "message_id": f"old{n}", "received_at": day_ago - 1 - n} for n in range(25)]
-    rows.append({"machine_id": "m", "message_id": "fresh", "received_at": day_ago + 60})
-    server.context.db.write_sync(lambda conn: conn.execute(insert(received_messages), rows))
-
-    assert server.run(services.forget_message_ids(server.context)) == 25
-    left = server.context.db.read_sync(
-        lambda conn: conn.execute(select(received_messages.c.message_id)).scalars().all()
-    )
-    assert left == ["fresh"]

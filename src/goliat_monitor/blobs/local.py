@@ -5,6 +5,7 @@ an object store: `S3Store`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from goliat_monitor.blobs.common import CHUNK, Readable, StoredBlob, check_key
+from goliat_monitor.errors import InsufficientStorage
 
 
 class LocalDirStore:
@@ -29,7 +31,18 @@ class LocalDirStore:
         return candidate
 
     def put(self, key: str, source: Readable) -> StoredBlob:
-        """Copy `source` under `key` atomically (temp file + rename), hashing on the way."""
+        """Copy `source` under `key` atomically (temp file + rename), hashing on the way.
+
+        A full disk (ENOSPC) leaves nothing behind and raises `InsufficientStorage` (507).
+        """
+        try:
+            return self._put(key, source)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise InsufficientStorage("data folder", path=str(self.root)) from exc
+            raise
+
+    def _put(self, key: str, source: Readable) -> StoredBlob:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from goliat_monitor.cli.remote import server_options
 from goliat_monitor.domain.models import PHASES
 
 
@@ -192,19 +193,7 @@ def super_study() -> None:
 )
 @click.option("--retry-fatal", is_flag=True, help="Also retry pieces that failed with a fatal error.")
 @click.option("--replace", is_flag=True, help="Replace a live study of the same name instead of refusing.")
-@click.option(
-    "--server",
-    envvar="GOLIAT_MONITORING_URL",
-    default="http://127.0.0.1:8000",
-    show_default=True,
-    help="Server URL [env: GOLIAT_MONITORING_URL].",
-)
-@click.option(
-    "--token",
-    envvar="GOLIAT_MONITOR_ADMIN_TOKEN",
-    default=None,
-    help="Admin token [env: GOLIAT_MONITOR_ADMIN_TOKEN].",
-)
+@server_options
 def super_study_create(
     config_path: str,
     name: str,

@@ -233,3 +233,109 @@ def artifacts_migrate(
 
 
 # --- split: cut a campaign config into assignment configs the way GOLIAT does ---
+
+
+# --- prune: retention, by hand ---
+
+
+def _keep_options(function: Any) -> Any:
+    """`--keep-<kind>-days` for each retention setting, as `serve` has them."""
+    from goliat_monitor.settings import ServerSettings
+
+    for name, info in reversed(list(ServerSettings.model_fields.items())):
+        if name.startswith("keep_"):
+            env = f"GOLIAT_MONITOR_{name.upper()}"
+            help_text = f"{info.description} [env: {env}] [default: {info.default}]"
+            flag = name.replace("_", "-")
+            function = click.option(f"--{flag}", name, type=float, default=None, help=help_text)(function)
+    return function
+
+
+@click.command("prune")
+@click.option("--dry-run", is_flag=True, help="Only count what would go; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
+@click.option("--data-dir", default=None, help="The server's data dir [env: GOLIAT_MONITOR_DATA_DIR].")
+@click.option("--database-url", default=None, help="Database URL (else DATABASE_URL, else SQLite).")
+@click.option(
+    "--artifacts-url",
+    default=None,
+    help="The artifact store [env: GOLIAT_MONITOR_ARTIFACTS_URL] [default: the data dir's folder].",
+)
+@_keep_options
+def prune(dry_run: bool, as_json: bool, **options: Any) -> None:
+    """Delete what is older than its retention setting now, as the server's background pass does.
+
+    Counts per kind what goes (log lines, progress samples, message ids, events, finished
+    studies), then deletes it in the same short rounds as the server, with a pause between them,
+    so it can run beside live servers. Nothing of an unfinished super study is ever deleted. With
+    the same settings as `serve` (flags or GOLIAT_MONITOR_KEEP_*_DAYS). Exits 1 when another
+    replica is pruning right now (PostgreSQL).
+    """
+    import json
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from goliat_monitor import pruning
+    from goliat_monitor.blobs import open_store
+    from goliat_monitor.db import migrate
+    from goliat_monitor.db.connections import make_engine
+
+    settings = _server_settings(options)
+    policy = settings.retention
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        if migrate.current_revision(engine) is None:
+            raise click.ClickException(f"no goliat-monitor database at {settings.resolved_database_url}")
+        now = time.time()
+        counts = pruning.count(engine, policy, now)
+        if not dry_run and any(counts.values()):
+            counts = _prune_with_progress(
+                pruning.Pruner(
+                    engine, policy, now, blobs=open_store(settings.artifacts_url, settings.artifacts_dir)
+                ),
+                counts,
+                show=not as_json,
+            )
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"dryRun": dry_run, "counts": {kind.value: n for kind, n in counts.items()}}))
+        return
+    if not counts:
+        click.echo("No retention is set (every GOLIAT_MONITOR_KEEP_*_DAYS is 0): nothing goes.")
+        return
+    table = Table(title="would be deleted (dry run)" if dry_run else "deleted")
+    table.add_column("kind")
+    table.add_column("older than", justify="right")
+    table.add_column("rows" if dry_run else "deleted", justify="right")
+    for kind, n in counts.items():
+        days = policy.days[kind]
+        table.add_row(kind.label, f"{days:g} day{'' if days == 1 else 's'}", f"{n:,}")
+    Console().print(table)
+
+
+def _prune_with_progress(pruner: Any, counted: dict[Any, int], *, show: bool) -> dict[Any, int]:
+    """Run the pass with a bar per kind (totals from the count); returns what went."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from goliat_monitor.pruning import PAUSE_S
+
+    done = dict.fromkeys(counted, 0)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=not show) as progress:
+        tasks = {kind: progress.add_task(f"{kind.label:>16}", total=n) for kind, n in counted.items()}
+        with pruner:
+            if not pruner.locked:
+                raise click.ClickException(
+                    "another server is pruning this database right now; try again later"
+                )
+            while (step := pruner.next_round()) is not None:
+                done[step.kind] += step.count
+                progress.update(tasks[step.kind], completed=done[step.kind])
+                time.sleep(PAUSE_S)
+    return done

@@ -43,8 +43,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from goliat_monitor.db import batching
 from goliat_monitor.db.connections import checkpoint_until, leave_checkpoints_to_the_checkpointer, make_engine
-from goliat_monitor.db.outages import is_connection_lost, is_retryable, lost
-from goliat_monitor.errors import DatabaseUnavailable
+from goliat_monitor.db.outages import is_connection_lost, is_retryable, is_storage_full, lost
+from goliat_monitor.errors import DatabaseUnavailable, InsufficientStorage
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,16 @@ class _Write:
             if ok:
                 self.future.set_result(value)
             else:
-                self.future.set_exception(value)
+                self.future.set_exception(_raised(value))
+
+
+def _raised(exc: BaseException) -> BaseException:
+    """What a failed write raises: a full disk as `InsufficientStorage` (507), else the error itself."""
+    if is_storage_full(exc):
+        error = InsufficientStorage("database")
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 def _settle_waiters(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -110,7 +119,7 @@ def _settle_waiters(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> No
         if ok:
             waiter.set_result(value)
         else:
-            waiter.set_exception(value)
+            waiter.set_exception(_raised(value))
 
 
 class Database:
@@ -358,7 +367,10 @@ def _run_group(conn: Connection, group: list[_Write], *, isolated: bool) -> list
     except Exception as exc:  # the commit itself failed: nothing in the group was stored
         if lost(conn, exc):
             raise ConnectionLost(exc, at_commit=committing) from exc
-        log.exception("write group of %d failed to commit", len(group))
+        if is_storage_full(exc):  # answered 507; once there is room the next group commits
+            log.warning("write group of %d not stored, the database's disk is full: %s", len(group), exc)
+        else:
+            log.exception("write group of %d failed to commit", len(group))
         return [(item, False, exc) for item in group]
     finally:
         batching.stop(conn)

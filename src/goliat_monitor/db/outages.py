@@ -7,6 +7,7 @@ relay (`server/fanout.py`) connects with the same settings.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import psycopg
@@ -80,4 +81,20 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | DBAPIError):
         code = getattr(getattr(exc, "orig", None), "sqlstate", None)
         return code in _RETRYABLE_PGCODES
+    return False
+
+
+SQLITE_FULL = 13
+DISK_FULL_PGCODE = "53100"
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """The database could not write for want of disk space: SQLite's SQLITE_FULL ("database or
+    disk is full"), PostgreSQL's disk_full (53100). Wrapped by SQLAlchemy or the driver's own."""
+    if isinstance(exc, DBAPIError):
+        return isinstance(exc.orig, BaseException) and is_storage_full(exc.orig)
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "database or disk is full" in str(exc)
+    if isinstance(exc, psycopg.Error):
+        return exc.sqlstate == DISK_FULL_PGCODE
     return False

@@ -25,9 +25,9 @@ from goliat_monitor import __version__
 from goliat_monitor.blobs import open_store
 from goliat_monitor.db import migrate
 from goliat_monitor.db.engine import Database
-from goliat_monitor.db.outages import is_connection_lost
+from goliat_monitor.db.outages import is_connection_lost, is_storage_full
 from goliat_monitor.db.queries import accounts
-from goliat_monitor.errors import ApiError, DatabaseUnavailable, RateLimited
+from goliat_monitor.errors import ApiError, DatabaseUnavailable, InsufficientStorage, RateLimited
 from goliat_monitor.server import (
     account_pages,
     events_api,
@@ -224,11 +224,24 @@ def _unavailable(exc: DatabaseUnavailable) -> JSONResponse:
     return _error(exc.status_code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
 
 
+def _database_full(settings: ServerSettings) -> InsufficientStorage:
+    if settings.is_sqlite:
+        path = settings.resolved_database_url.removeprefix("sqlite:///")
+        return InsufficientStorage("database", path=path)
+    return InsufficientStorage("database", detail=" (the PostgreSQL server's disk)")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
+    settings: ServerSettings = app.state.context.settings
+
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         if isinstance(exc, DatabaseUnavailable):
             return _unavailable(exc)
+        if isinstance(exc, InsufficientStorage):
+            if exc.ran_out == "database" and exc.path is None:
+                exc = _database_full(settings)  # the writer knows no settings: name the file here
+            return _error(exc.status_code, exc.message, ranOut=exc.ran_out, path=exc.path)
         if isinstance(exc, RateLimited):
             return _error(exc.status_code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
         return _error(exc.status_code, exc.message)
@@ -250,7 +263,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_storage_full(exc):  # SQLITE_FULL, or PostgreSQL's disk_full: nothing was committed
+            log.warning("database out of disk space: %s", exc)
+            return await api_error(request, _database_full(settings))
         if is_connection_lost(exc):  # a database call outside `Database.read`/`write` met the outage
             log.warning("database unavailable: %s", exc)
             return _unavailable(DatabaseUnavailable())

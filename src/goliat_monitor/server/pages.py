@@ -34,7 +34,7 @@ from goliat_monitor.db.queries import workers as worker_queries
 from goliat_monitor.domain.cost import Pricing
 from goliat_monitor.domain.models import ANSI_ESCAPE, LOG_TYPES
 from goliat_monitor.errors import BadRequest, NotFound
-from goliat_monitor.server import read_api
+from goliat_monitor.server import read_api, storage
 from goliat_monitor.server import views as api_views
 from goliat_monitor.server.auth import current_principal, may_change
 from goliat_monitor.server.context import ServerContext
@@ -340,6 +340,8 @@ async def overview(
     return _render(
         request,
         "overview.html",
+        storage=await storage.report(context, storage.get_probe(request.app)),
+        human_bytes=storage.human_bytes,
         title="Overview",
         workers=shown_workers(views, status=status, search=q.strip().lower(), sort=sort),
         total_count=len(views),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
@@ -19,7 +19,7 @@ from goliat_monitor.db.queries.common import Changes
 from goliat_monitor.domain.models import LOG_TYPES
 from goliat_monitor.errors import BadRequest, NotFound
 from goliat_monitor.protocol import API_VERSION
-from goliat_monitor.server import views
+from goliat_monitor.server import storage, views
 from goliat_monitor.server.auth import require_admin
 from goliat_monitor.server.context import ServerContext, get_context
 
@@ -38,6 +38,13 @@ async def health(context: ServerContext = Depends(get_context)) -> dict[str, Any
         "apiVersion": API_VERSION,
         "schemaRevision": revision,
     }
+
+
+@router.get("/storage")
+async def storage_report(request: Request, context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """The database's size, the artifact store's (a folder: walked at most every 5 minutes; a
+    bucket: the upload sizes the database records) and the data folder's free disk space."""
+    return await storage.report(context, storage.get_probe(request.app))
 
 
 @router.get("/workers")

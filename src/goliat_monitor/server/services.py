@@ -1,4 +1,4 @@
-"""Background loops of a server process: lease expiry, housekeeping and SQLite's log indexer.
+"""Background loops of a server process: lease expiry, housekeeping, retention and SQLite's log indexer.
 
 Every loop is safe to run in several replicas at once: each step is one write transaction whose
 conditions make a second run a no-op.
@@ -15,9 +15,11 @@ from sqlalchemy import Connection
 
 from goliat_monitor.db import search_index
 from goliat_monitor.db.outages import pg_connect_args
-from goliat_monitor.db.queries import accounts, assignments, ingest
+from goliat_monitor.db.queries import accounts, assignments
 from goliat_monitor.db.queries.common import Changes
+from goliat_monitor.domain.retention import Kind
 from goliat_monitor.errors import DatabaseUnavailable
+from goliat_monitor.pruning import PAUSE_S, Pruner
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.fanout import Fanout, conninfo
 
@@ -26,8 +28,6 @@ _jitter = random.Random()
 """Jitter of our own: the global `random` state belongs to the program embedding the server."""
 
 LEASE_CHECK_S = 5.0
-MESSAGE_ID_TTL_S = 24 * 3600.0
-FORGET_ROUNDS = 20
 SIGN_IN_HOUSEKEEPING_S = 600.0
 
 
@@ -38,6 +38,12 @@ def start(context: ServerContext) -> list[asyncio.Task[None]]:
             _every(SIGN_IN_HOUSEKEEPING_S, lambda: forget_sign_ins(context)), name="sign-ins"
         ),
     ]
+    if not context.db.is_sqlite or ":memory:" not in context.db.url:
+        tasks.append(
+            asyncio.create_task(
+                _every(context.settings.prune_interval_s, lambda: prune_old_data(context)), name="retention"
+            )
+        )
     if context.db.is_sqlite and ":memory:" not in context.db.url:
         tasks.append(asyncio.create_task(index_log_text(context), name="log-indexer"))
     if not context.db.is_sqlite:
@@ -50,7 +56,7 @@ def start(context: ServerContext) -> list[asyncio.Task[None]]:
 
 
 async def expire_leases(context: ServerContext) -> int:
-    """Hand lapsed assignments back to PENDING (or FAILED past max attempts); forget old message ids."""
+    """Hand lapsed assignments back to PENDING (or FAILED past max attempts)."""
     clock = context.clock()
 
     def step(conn: Connection) -> tuple[int, Changes]:
@@ -62,24 +68,31 @@ async def expire_leases(context: ServerContext) -> int:
     if count:
         log.info("requeued %d assignment(s) whose lease expired", count)
     context.publish(changes)
-    await forget_message_ids(context)
     return count
 
 
-async def forget_message_ids(context: ServerContext) -> int:
-    """Forget message ids older than a day, one bounded write at a time.
-
-    Each round is its own write, so live GOLIAT messages are committed between rounds; up to
-    `FORGET_ROUNDS` rounds per call keep up with 20,000 agent messages a second.
-    """
-    older_than = context.now() - MESSAGE_ID_TTL_S
-    total = 0
-    for _ in range(FORGET_ROUNDS):
-        forgotten = await context.db.write(lambda conn: ingest.forget_old_message_ids(conn, older_than))
-        total += forgotten
-        if forgotten < ingest.FORGET_BATCH:
-            break
-    return total
+async def prune_old_data(context: ServerContext) -> dict[Kind, int]:
+    """One retention pass (`pruning.py`): each round a short transaction on a worker thread with a
+    connection of its own, `PAUSE_S` between rounds, so ingest's writes go on throughout. On
+    PostgreSQL a pass another replica is running makes this one a no-op. Returns what went."""
+    policy = context.settings.retention
+    now = context.now()
+    totals = dict.fromkeys(policy.cutoffs(now), 0)
+    if not totals:
+        return totals
+    pruner = Pruner(context.db.engine, policy, now, blobs=context.blobs)
+    await anyio.to_thread.run_sync(pruner.__enter__)
+    try:
+        while (step := await anyio.to_thread.run_sync(pruner.next_round)) is not None:
+            totals[step.kind] += step.count
+            for study_id in step.studies:
+                context.events.publish("study", {"id": study_id, "deleted": True})
+            await asyncio.sleep(PAUSE_S)
+    finally:
+        await anyio.to_thread.run_sync(pruner.__exit__, None, None, None)
+    if any(totals.values()):
+        log.info("retention: %s", ", ".join(f"{n} {kind.label}" for kind, n in totals.items() if n))
+    return totals
 
 
 async def forget_sign_ins(context: ServerContext) -> int:

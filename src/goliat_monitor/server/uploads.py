@@ -7,8 +7,10 @@ each tab is its own latest image, and GOLIAT's client cannot resend a single tab
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import mimetypes
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,7 +19,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
 from goliat_monitor.domain.paths import MAX_TAB_FIELD_LENGTH, check_tab_name, tab_key
-from goliat_monitor.errors import BadRequest, TooLarge
+from goliat_monitor.errors import BadRequest, InsufficientStorage, TooLarge
 
 MAX_PARTS = 2000
 
@@ -42,6 +44,10 @@ async def read_form(request: Request) -> FormData:
         return await request.form(max_files=MAX_PARTS, max_fields=MAX_PARTS)
     except HTTPException:  # 413 from the body limit
         raise
+    except OSError as exc:  # parts past 1 MiB are spooled to the temporary folder
+        if exc.errno == errno.ENOSPC:
+            raise InsufficientStorage("temporary folder", path=tempfile.gettempdir()) from exc
+        raise BadRequest(f"Malformed multipart body: {exc}") from exc
     except Exception as exc:  # malformed multipart is the client's fault, never a 500
         raise BadRequest(f"Malformed multipart body: {exc}") from exc
 

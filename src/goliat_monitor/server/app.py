@@ -31,6 +31,8 @@ from goliat_monitor.errors import ApiError, DatabaseUnavailable, RateLimited
 from goliat_monitor.server import (
     account_pages,
     events_api,
+    notify,
+    notify_api,
     pages,
     read_api,
     results_api,
@@ -60,11 +62,12 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
     blobs = open_store(settings.artifacts_url, settings.artifacts_dir)
     context = ServerContext(settings=settings, db=db, blobs=blobs, now=now)
     hub = Hub(context)
+    notifier = notify.Notifier(context)
     _warn_if_open(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = services.start(context)
+        tasks = services.start(context) + notify.start(notifier)
         try:
             yield
         finally:
@@ -89,6 +92,7 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
     )
     app.state.context = context
     app.state.sse_hub = hub
+    app.state.notifier = notifier
     # The routers' routes go straight into the app's route list. `include_router` would wrap each
     # router in a lazily matched layer that cost ~250 µs per request here; the routes already
     # carry their prefix and their router's dependencies. A router's `lifespan=` would be
@@ -101,6 +105,7 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
         read_api.router,
         events_api.router,
         session_api.router,
+        notify_api.router,
         account_pages.router,
         pages.router,
     )

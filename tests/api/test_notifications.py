@@ -7,78 +7,28 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
-
-import httpx
-import pytest
+from typing import cast
 
 from goliat_monitor.server import notify
-from goliat_monitor.settings import ServerSettings
 from tests.api.helpers import create_study, gui, heartbeat
-from tests.conftest import FakeClock, LiveServer, start_server
-from tests.receivers import Receiver, SmtpServer, receiver, smtp_server
+from tests.conftest import FakeClock
+from tests.notify_support import (
+    PUBLIC,
+    Receiver,
+    Running,
+    SmtpServer,
+    finish,
+    history,
+    pull,
+    receiver,
+    smtp_server,
+    start,
+)
 from tests.support import wait_for
 
-__all__ = ["receiver", "smtp_server"]  # fixtures
-
-PUBLIC = "https://monitor.example.org"
-
-
-@dataclass
-class Running:
-    server: LiveServer
-    stop: Callable[[], None]
-
-    @property
-    def client(self) -> httpx.Client:
-        return self.server.client
-
-
-@pytest.fixture
-def start(tmp_path: Path, backend: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Running]]:
-    """Servers on the test's database: the same one for every call, so a second call is a
-    restart (or, running at once, a second replica). Detection runs every 0.2 s here."""
-    monkeypatch.setattr(notify, "DETECT_S", 0.2)
-    running: list[Running] = []
-
-    def make(clock: FakeClock | None = None, **overrides: Any) -> Running:
-        settings = ServerSettings(
-            data_dir=tmp_path / "data", database_url=backend, public_url=PUBLIC, **overrides
-        )
-        clock = clock or FakeClock()
-        url, app, stop = start_server(settings, clock)
-        client = httpx.Client(base_url=url, timeout=30)
-        live = LiveServer(url, app.state.context, clock, client, app.state.loop)
-
-        def stop_all() -> None:
-            client.close()
-            stop()
-
-        found = Running(live, stop_all)
-        running.append(found)
-        return found
-
-    yield make
-    for found in running:
-        found.stop()
-
-
-def pull(client: httpx.Client, machine: str) -> dict[str, Any]:
-    response = client.get("/api/assignment", params={"machineId": machine})
-    assert response.status_code == 200, response.text
-    return cast(dict[str, Any], response.json())
-
-
-def finish(client: httpx.Client, machine: str, **ending: Any) -> None:
-    message = {"type": "finished", "message": "Study finished successfully", **ending}
-    assert gui(client, message, machine=machine).status_code == 200
-
-
-def history(client: httpx.Client) -> list[dict[str, Any]]:
-    return cast(list[dict[str, Any]], client.get("/api/notifications").json()["notifications"])
+__all__ = ["receiver", "smtp_server", "start"]  # fixtures
 
 
 def test_a_completed_study_reaches_the_webhook_within_10_s_once_with_a_link(
@@ -95,7 +45,9 @@ def test_a_completed_study_reaches_the_webhook_within_10_s_once_with_a_link(
     assert "1 of 1 assignments completed" in got[0]["message"]
     assert f"{PUBLIC}/super-studies/{study['id']}" in got[0]["message"]
     entry = wait_for(
-        lambda: [n for n in history(app.client) if n["deliveries"] and n["deliveries"][0]["status"] == "DELIVERED"]
+        lambda: [
+            n for n in history(app.client) if n["deliveries"] and n["deliveries"][0]["status"] == "DELIVERED"
+        ]
     )[0]
     assert entry["kind"] == "study_completed" and entry["link"] == f"{PUBLIC}/super-studies/{study['id']}"
     assert entry["deliveries"][0]["attempts"] == 1
@@ -173,7 +125,8 @@ def test_a_target_that_keeps_failing_is_given_up_with_its_last_error(
     wait_for(lambda: [d for n in history(app.client) for d in n["deliveries"] if d["lastError"]], timeout=10)
     app.server.clock.advance(6)
     failed = wait_for(
-        lambda: [d for n in history(app.client) for d in n["deliveries"] if d["status"] == "FAILED"], timeout=10
+        lambda: [d for n in history(app.client) for d in n["deliveries"] if d["status"] == "FAILED"],
+        timeout=10,
     )
     assert failed[0]["attempts"] == 2 and failed[0]["lastError"]
     assert failed[0]["nextAttemptAt"] is None

@@ -1,21 +1,28 @@
-"""Real local notification receivers: an HTTP server for `json://` targets, an SMTP server for `mailto://`.
-
-Nothing leaves the machine: both listen on 127.0.0.1 and record what they got.
+"""For the notification tests: real local receivers (an HTTP server for `json://` targets, an
+SMTP server for `mailto://`; both on 127.0.0.1, nothing leaves the machine) and servers that can
+be restarted, or run as two replicas, on one database.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
+from goliat_monitor.server import notify
+from goliat_monitor.settings import ServerSettings
+from tests.api.helpers import gui
+from tests.conftest import FakeClock, LiveServer, start_server
 from tests.support import free_port
 
 
@@ -102,3 +109,62 @@ def smtp_server() -> Iterator[SmtpServer]:
     found = SmtpServer()
     yield found
     found.controller.stop()
+
+
+PUBLIC = "https://monitor.example.org"
+
+
+@dataclass
+class Running:
+    server: LiveServer
+    stop: Callable[[], None]
+
+    @property
+    def client(self) -> httpx.Client:
+        return self.server.client
+
+
+@pytest.fixture
+def start(
+    tmp_path: Path, backend: str | None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Running]]:
+    """Servers on the test's database: the same one for every call, so a second call is a
+    restart (or, running at once, a second replica). Detection runs every 0.2 s here."""
+    monkeypatch.setattr(notify, "DETECT_S", 0.2)
+    running: list[Running] = []
+
+    def make(clock: FakeClock | None = None, **overrides: Any) -> Running:
+        settings = ServerSettings(
+            data_dir=tmp_path / "data", database_url=backend, public_url=PUBLIC, **overrides
+        )
+        clock = clock or FakeClock()
+        url, app, stop = start_server(settings, clock)
+        client = httpx.Client(base_url=url, timeout=30)
+        live = LiveServer(url, app.state.context, clock, client, app.state.loop)
+
+        def stop_all() -> None:
+            client.close()
+            stop()
+
+        found = Running(live, stop_all)
+        running.append(found)
+        return found
+
+    yield make
+    for found in running:
+        found.stop()
+
+
+def pull(client: httpx.Client, machine: str) -> dict[str, Any]:
+    response = client.get("/api/assignment", params={"machineId": machine})
+    assert response.status_code == 200, response.text
+    return cast(dict[str, Any], response.json())
+
+
+def finish(client: httpx.Client, machine: str, **ending: Any) -> None:
+    message = {"type": "finished", "message": "Study finished successfully", **ending}
+    assert gui(client, message, machine=machine).status_code == 200
+
+
+def history(client: httpx.Client) -> list[dict[str, Any]]:
+    return cast(list[dict[str, Any]], client.get("/api/notifications").json()["notifications"])

@@ -201,7 +201,7 @@ def test_low_disk_space_is_notified_then_its_return(
     app.server.context.settings.disk_free_alert_mb = 1.0  # as if space came back
     wait_for(lambda: receiver.with_title("Disk space back"), timeout=10)
     time.sleep(1)
-    assert len(receiver.got) == 2
+    assert len(receiver.got) == 2, receiver.titles()
     assert "alert below 1000000000000 MB" in receiver.got[0]["message"]
 
 

@@ -64,16 +64,29 @@ def test_offline_only_while_running_and_idle_only_when_asked() -> None:
 
 def test_low_disk_space_then_its_return_alternate_with_keys_naming_the_previous_notice() -> None:
     mb = 2**20
-    args = {"subject": "disk:h:/d", "where": "/d", "total_bytes": 100 * 2**30, "threshold_mb": 1000.0}
-    low = n.disk_notice(free_bytes=500 * mb, previous=None, previous_id=None, **args)
+
+    def check(
+        free_mb: int, previous: str | None, previous_id: int | None, threshold_mb: float = 1000.0
+    ) -> n.Notice | None:
+        return n.disk_notice(
+            subject="disk:h:/d",
+            where="/d",
+            free_bytes=free_mb * mb,
+            total_bytes=100 * 2**30,
+            threshold_mb=threshold_mb,
+            previous=previous,
+            previous_id=previous_id,
+        )
+
+    low = check(500, None, None)
     assert low is not None and low.kind == Kind.DISK_LOW and low.key == "disk_low:disk:h:/d:after:0"
-    assert n.disk_notice(free_bytes=400 * mb, previous=Kind.DISK_LOW, previous_id=7, **args) is None
-    assert n.disk_notice(free_bytes=1100 * mb, previous=Kind.DISK_LOW, previous_id=7, **args) is None
-    back = n.disk_notice(free_bytes=1300 * mb, previous=Kind.DISK_LOW, previous_id=7, **args)
+    assert check(400, Kind.DISK_LOW, 7) is None
+    assert check(1100, Kind.DISK_LOW, 7) is None  # not yet clearly above the line
+    back = check(1300, Kind.DISK_LOW, 7)
     assert back is not None and back.kind == Kind.DISK_OK and back.key.endswith("after:7")
-    again = n.disk_notice(free_bytes=10 * mb, previous=Kind.DISK_OK, previous_id=9, **args)
+    again = check(10, Kind.DISK_OK, 9)
     assert again is not None and again.key.endswith("after:9")
-    assert n.disk_notice(free_bytes=0, previous=None, previous_id=None, **{**args, "threshold_mb": 0}) is None
+    assert check(0, None, None, threshold_mb=0) is None
 
 
 def test_the_digest_is_due_during_its_hour_once_a_day() -> None:
@@ -83,7 +96,11 @@ def test_the_digest_is_due_during_its_hour_once_a_day() -> None:
     facts = n.DigestFacts({"RUNNING": 2, "OFFLINE": 1}, [("s1", "campaign", 42.5)], 7, 1)
     notice = n.digest("2026-12-02", facts)
     assert notice.key == "digest:2026-12-02"
-    assert "2 running" in notice.body and "campaign: 42.5 %" in notice.body and "7 assignments completed" in notice.body
+    assert (
+        "2 running" in notice.body
+        and "campaign: 42.5 %" in notice.body
+        and "7 assignments completed" in notice.body
+    )
 
 
 def test_a_study_notice_names_the_study_and_the_counts() -> None:
@@ -99,6 +116,8 @@ def test_the_body_links_to_the_page_under_the_public_url_or_names_its_path() -> 
     assert n.message_body("Done.", "/super-studies/s1", "https://m.example.org/") == (
         "Done.\nhttps://m.example.org/super-studies/s1"
     )
-    assert "Page: /super-studies/s1 (set GOLIAT_MONITOR_PUBLIC_URL" in n.message_body("Done.", "/super-studies/s1", None)
+    assert "Page: /super-studies/s1 (set GOLIAT_MONITOR_PUBLIC_URL" in n.message_body(
+        "Done.", "/super-studies/s1", None
+    )
     assert n.message_body("Low.", None, "https://m.example.org") == "Low."
     assert n.mask_url("tgram://123456:secret-token/99") == "tgram://****n/99"

@@ -43,12 +43,16 @@ def test_an_admin_adds_a_target_and_sends_a_test(
     expect(row).to_have_count(1)
     expect(row.locator('[data-f="name"]')).to_have_text("ops webhook")
     expect(row.locator('[data-f="url"]')).to_have_text(f"json://ops:****@127.0.0.1:{receiver.port}/hook")
-    expect(row.locator('[data-f="events"]')).to_have_text("Super study failed, Worker went offline while running")
+    expect(row.locator('[data-f="events"]')).to_have_text(
+        "Super study failed, Worker went offline while running"
+    )
     assert "hunter2-secret" not in page.content()
 
     row.get_by_role("button", name="Send a test").click()
     expect(row.locator('[data-f="result"]')).to_have_text("Sent")
-    wait_for(lambda: receiver.titles() == ["goliat-monitor test notification"], what="the test at the receiver")
+    wait_for(
+        lambda: receiver.titles() == ["goliat-monitor test notification"], what="the test at the receiver"
+    )
 
     page.reload()
     expect(page.locator("#history")).to_contain_text("goliat-monitor test notification")

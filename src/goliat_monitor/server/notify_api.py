@@ -10,7 +10,7 @@
 
 Every call goes through `require_admin` (roles, CSRF, the audit log). A target's URL holds its
 service's secret (a webhook token, a password), so no answer and no page ever carries it: they
-show apprise's privacy form (`slack://T1JJ3T3L2/A1BRTD4JD/****/`) instead.
+show apprise's privacy form (`slack://T...A/T...B/T...C/`) instead.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def masked(url: str) -> str | None:
     plugin = apprise.Apprise.instantiate(url)
     if plugin is None:
         return None
-    shown: str = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
+    shown: str = plugin.url(privacy=True)
     return shown.split("?", 1)[0]
 
 

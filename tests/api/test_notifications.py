@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from goliat_monitor.server import notify
+from goliat_monitor.server import notify, services
 from tests.api.helpers import create_study, gui, heartbeat
 from tests.conftest import FakeClock
 from tests.notify_support import (
@@ -246,3 +246,16 @@ def test_no_target_no_send_and_apprise_is_never_imported_for_ingest(tmp_path: Pa
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_a_lapsed_lease_on_the_last_attempt_fails_the_piece_and_the_study(
+    start: Callable[..., Running], receiver: Receiver
+) -> None:
+    app = start(notify_urls=receiver.url, lease_timeout_s=60, offline_after_s=3600, disk_free_alert_mb=0)
+    create_study(app.client, name="lapsed", count=1, maxAttempts=1)
+    pull(app.client, "10.0.0.1")
+    app.server.clock.advance(61)
+    assert app.server.run(services.expire_leases(app.server.context)) == 1
+    wait_for(lambda: len(receiver.got) == 2, timeout=10, what="two notifications")
+    assert sorted(receiver.titles()) == ["Assignment 0 of 'lapsed' failed", "Super study 'lapsed' failed"]
+    assert "lease expired" in receiver.with_title("Assignment 0")[0]["message"]

@@ -57,11 +57,15 @@ def _target_json(target: queries.Target, *, source: str, row: Any = None) -> dic
     }
 
 
+def _settings_json(number: int, target: queries.Target) -> dict[str, Any]:
+    return {**_target_json(target, source="settings"), "name": f"GOLIAT_MONITOR_NOTIFY_URLS #{number}"}
+
+
 async def targets_json(request: Request, context: ServerContext) -> list[dict[str, Any]]:
     env = await to_thread.run_sync(_notifier(request).env_targets)
     rows = await context.db.read(queries.list_targets)
     return [
-        *(_target_json(t, source="settings") for t in env),
+        *(_settings_json(number, t) for number, t in enumerate(env, start=1)),
         *(
             _target_json(
                 queries.Target(queries.db_key(r["id"]), r["name"], tuple(r["events"]), ""),

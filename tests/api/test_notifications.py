@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
+
+import httpx
 
 from goliat_monitor.server import notify, services
 from tests.api.helpers import create_study, gui, heartbeat
@@ -26,7 +32,7 @@ from tests.notify_support import (
     smtp_server,
     start,
 )
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 
 __all__ = ["receiver", "smtp_server", "start"]  # fixtures
 
@@ -259,3 +265,57 @@ def test_a_lapsed_lease_on_the_last_attempt_fails_the_piece_and_the_study(
     wait_for(lambda: len(receiver.got) == 2, timeout=10, what="two notifications")
     assert sorted(receiver.titles()) == ["Assignment 0 of 'lapsed' failed", "Super study 'lapsed' failed"]
     assert "lease expired" in receiver.with_title("Assignment 0")[0]["message"]
+
+
+def test_sigterm_ends_the_server_promptly_while_a_send_hangs(tmp_path: Path) -> None:
+    """A target that accepts and never answers must not hold up shutdown: the send runs on a thread."""
+    hung: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    hang_port = listener.getsockname()[1]
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                hung.append(listener.accept()[0])  # read nothing, answer nothing
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "goliat_monitor",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path),
+    ]
+    command += ["--notify-urls", f"json://127.0.0.1:{hang_port}/hook?rto=120", "--log-level", "info"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def healthy() -> bool:
+            assert process.poll() is None, "the server exited"
+            try:
+                return httpx.get(url + "/api/health", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, timeout=30, what="the server to start")
+        with httpx.Client(base_url=url, timeout=10) as client:
+            create_study(client, name="hang", count=1)
+            pull(client, "10.0.0.1")
+            finish(client, "10.0.0.1")
+        wait_for(lambda: hung, timeout=10, what="the send to reach the silent target")
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert process.wait(timeout=15) == -signal.SIGTERM
+        assert time.monotonic() - signalled < 10
+    finally:
+        process.kill()
+        _, log = process.communicate()
+        listener.close()
+        for conn in hung:
+            conn.close()
+    assert "Application shutdown complete" in log and "Traceback" not in log, log

@@ -51,7 +51,7 @@ async def replay(hub: Hub, client: Client, last: tuple[str, int, int]) -> list[b
     rows, lines, found = await context.db.read(read)
     if len(lines) > REPLAY_LOG_LIMIT:
         return [RESYNC.body]
-    out = []
+    out: list[bytes] = []
     stalled_after_s = context.settings.stalled_after_s
     shown = [
         views.worker_view(row, now=clock.now, stalled_after_s=stalled_after_s)

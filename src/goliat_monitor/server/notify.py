@@ -69,18 +69,18 @@ class Notifier:
     def env_targets(self) -> list[queries.Target]:
         """The settings' URLs (every event). Apprise masks them, so it is imported only when there are any."""
         if self._env is None:
+            targets: list[queries.Target] = []
             urls = self.context.settings.notify_url_list
-            labels: list[str] = []
             if urls:
                 from goliat_monitor.server.notify_send import masked
 
-                labels = [masked(url) or notices.mask_url(url) for url in urls]
-                for url, label in zip(urls, labels, strict=True):
-                    if masked(url) is None:
+                for url in urls:
+                    label = masked(url)
+                    if label is None:
+                        label = notices.mask_url(url)
                         log.warning("GOLIAT_MONITOR_NOTIFY_URLS: apprise cannot read %s", label)
-            self._env = [
-                queries.Target(env_key(url), label, (), url) for url, label in zip(urls, labels, strict=True)
-            ]
+                    targets.append(queries.Target(env_key(url), label, (), url))
+            self._env = targets
         return self._env
 
     # -- delivery --------------------------------------------------------------------------------
@@ -91,7 +91,8 @@ class Notifier:
         now = self.context.now()
         if not await db.read(lambda conn: queries.has_work(conn, now)):
             return 0
-        env = self.env_targets()
+        # The first call loads apprise to mask the settings' URLs: on a thread, not on the loop.
+        env = self._env if self._env is not None else await to_thread.run_sync(self.env_targets)
         await db.write(lambda conn: queries.fan_out(conn, env, now))
         jobs = await db.write(
             lambda conn: queries.claim(

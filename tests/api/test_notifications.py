@@ -181,14 +181,14 @@ def test_offline_stalled_and_idle_workers_are_notified_once_per_episode(
     clock.advance(200)
     heartbeat(app.client, machine="10.0.0.1")
     heartbeat(app.client, machine="10.0.0.2")
-    wait_for(lambda: receiver.with_title("stalled"), timeout=10)
+    wait_for(lambda: receiver.with_title("stalled"), timeout=20)
     assert receiver.with_title("runner stalled")[0]["message"].startswith(
         "Worker runner is online and running, but has reported no progress for 7 minutes"
     )
-    wait_for(lambda: receiver.with_title("sleeper is idle"), timeout=10)
+    wait_for(lambda: receiver.with_title("sleeper is idle"), timeout=20)
 
     clock.advance(700)  # both go silent; only the runner was running
-    wait_for(lambda: receiver.with_title("went offline"), timeout=10)
+    wait_for(lambda: receiver.with_title("went offline"), timeout=20)
     time.sleep(1)  # many detection rounds later: still one of each
     assert sorted(receiver.titles()) == [
         "Worker runner stalled",
@@ -203,9 +203,9 @@ def test_low_disk_space_is_notified_then_its_return(
     start: Callable[..., Running], receiver: Receiver
 ) -> None:
     app = start(notify_urls=receiver.url, disk_free_alert_mb=10**12, notify_idle_after_min=0)
-    wait_for(lambda: receiver.with_title("Disk space low"), timeout=10)
+    wait_for(lambda: receiver.with_title("Disk space low"), timeout=20)
     app.server.context.settings.disk_free_alert_mb = 1.0  # as if space came back
-    wait_for(lambda: receiver.with_title("Disk space back"), timeout=10)
+    wait_for(lambda: receiver.with_title("Disk space back"), timeout=20)
     time.sleep(1)
     assert len(receiver.got) == 2, receiver.titles()
     assert "alert below 1000000000000 MB" in receiver.got[0]["message"]
@@ -218,7 +218,7 @@ def test_the_daily_digest_is_sent_once_during_its_hour(
     hour = time.gmtime(clock.now).tm_hour
     app = start(clock=clock, notify_urls=receiver.url, notify_digest_hour=hour, disk_free_alert_mb=0)
     create_study(app.client, name="digest me", count=2)
-    digest = wait_for(lambda: receiver.with_title("daily digest"), timeout=10)[0]
+    digest = wait_for(lambda: receiver.with_title("daily digest"), timeout=20)[0]
     assert "digest me: 0.0 %" in digest["message"]
     time.sleep(1)
     assert len(receiver.with_title("daily digest")) == 1

@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httpx
+from sqlalchemy import event
 
 from goliat_monitor.server import notify, services
-from tests.api.helpers import create_study, gui, heartbeat
+from tests.api.helpers import create_study, gui, heartbeat, log_batch
 from tests.conftest import FakeClock
 from tests.notify_support import (
     PUBLIC,
@@ -319,3 +320,30 @@ def test_sigterm_ends_the_server_promptly_while_a_send_hangs(tmp_path: Path) -> 
         for conn in hung:
             conn.close()
     assert "Application shutdown complete" in log and "Traceback" not in log, log
+
+
+def test_progress_messages_cost_the_outbox_nothing_only_the_ending_writes_to_it(
+    start: Callable[..., Running],
+) -> None:
+    app = start(disk_free_alert_mb=0, notify_idle_after_min=0)
+    create_study(app.client, name="quiet", count=1)
+    pull(app.client, "10.0.0.1")
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    engine = app.server.context.db.engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        for n in range(20):
+            gui(app.client, {"type": "overall_progress", "current": n, "total": 20}, machine="10.0.0.1")
+            gui(app.client, log_batch(n, [(f"line {n}", "info")]), machine="10.0.0.1")
+        during_run = [s for s in seen if "notification" in s or ("FOR UPDATE" in s and "super_studies" in s)]
+        seen.clear()
+        finish(app.client, "10.0.0.1")
+        at_the_end = [s for s in seen if "INSERT INTO notifications" in s]
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert during_run == []
+    assert len(at_the_end) == 1

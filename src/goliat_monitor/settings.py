@@ -164,6 +164,46 @@ class ServerSettings(BaseSettings):
         description="Seconds between two retention passes (each prunes in short rounds with pauses "
         "between them; on PostgreSQL one replica at a time).",
     )
+    notify_urls: str = Field(
+        "",
+        description="Apprise URLs, space-separated, that get every notification (slack://..., "
+        "discord://..., tgram://..., ntfy://..., mailto://..., json://...). Admins can add more "
+        "targets, each with the events it wants, on the dashboard's Notifications page.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The dashboard's address as people open it (https://monitor.example.org): "
+        "notifications link to the study's or worker's page under it. Without it they name the "
+        "page's path only.",
+    )
+    notify_idle_after_min: float = Field(
+        30.0,
+        ge=0.0,
+        description="Notify when an online worker has had no work for this many minutes (a rented "
+        "GPU doing nothing); 0 turns it off.",
+    )
+    notify_digest_hour: int | None = Field(
+        None,
+        ge=0,
+        le=23,
+        description="Send a daily digest (workers, active studies, the last 24 hours) during this "
+        "hour of the day, UTC; off by default.",
+    )
+    disk_free_alert_mb: float = Field(
+        1024.0,
+        ge=0.0,
+        description="Notify when the data dir's disk has less than this many MB free (and again "
+        "when space is back); 0 turns it off.",
+    )
+    notify_retry_s: float = Field(
+        30.0,
+        gt=0.0,
+        description="Seconds before a failed notification is sent again; the wait doubles with "
+        "each failure, up to an hour.",
+    )
+    notify_max_attempts: int = Field(
+        12, ge=1, description="Tries per notification and target before it is given up as failed."
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -175,6 +215,10 @@ class ServerSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'goliat-monitor.sqlite3').resolve()}"
+
+    @property
+    def notify_url_list(self) -> list[str]:
+        return self.notify_urls.split()
 
     @property
     def artifacts_dir(self) -> Path:

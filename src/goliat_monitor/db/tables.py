@@ -401,3 +401,75 @@ result_figures = Table(
     Column("error", Text),
     Column("created_at", Float, nullable=False),
 )
+
+# -- notifications (migration 0012) --------------------------------------------------------------
+
+# Targets an admin added in the dashboard: an apprise URL (it holds the service's secret, so the
+# API and the pages only ever show `masked_url`) and the events it wants (empty: all).
+# Targets from GOLIAT_MONITOR_NOTIFY_URLS live in the settings, not here.
+notify_targets = Table(
+    "notify_targets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("masked_url", Text, nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(128), nullable=False, server_default=""),
+)
+
+# The outbox: one row per event, inserted by the transaction that made the event happen (or by a
+# replica's detection loop, once per `dedup_key`), fanned out to the targets after commit.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("dedup_key", String(255), nullable=False, unique=True),
+    Column("subject", String(255), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("path", String(1024)),
+    Column("created_at", Float, nullable=False),
+    Column("fanned_out", Boolean, nullable=False, server_default=text("false")),
+    Index(
+        "ix_notifications_waiting",
+        "id",
+        sqlite_where=text("fanned_out = 0"),
+        postgresql_where=text("fanned_out = false"),
+    ),
+    Index("ix_notifications_subject", "subject", "kind", "id"),
+)
+
+# One delivery of a notification to one target ("env:<hash>" for a settings URL, "db:<id>" for
+# a dashboard target): claimed under a lease by one replica, retried with backoff, kept with its
+# last error for the admin page.
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "notification_id",
+        BigId,
+        ForeignKey("notifications.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("target", String(64), nullable=False),
+    Column("target_label", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(36)),
+    Column("lease_until", Float),
+    Column("last_error", Text),
+    Column("delivered_at", Float),
+    Column("updated_at", Float, nullable=False),
+    Index("uq_notification_deliveries_target", "notification_id", "target", unique=True),
+    Index(
+        "ix_notification_deliveries_due",
+        "next_attempt_at",
+        sqlite_where=text("status = 'PENDING'"),
+        postgresql_where=text("status = 'PENDING'"),
+    ),
+)

@@ -32,6 +32,8 @@ from goliat_monitor.server import (
     account_pages,
     events_api,
     metrics,
+    notify,
+    notify_api,
     pages,
     read_api,
     results_api,
@@ -61,11 +63,12 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
     blobs = open_store(settings.artifacts_url, settings.artifacts_dir)
     context = ServerContext(settings=settings, db=db, blobs=blobs, now=now)
     hub = Hub(context)
+    notifier = notify.Notifier(context)
     _warn_if_open(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = services.start(context)
+        tasks = services.start(context) + notify.start(notifier)
         try:
             yield
         finally:
@@ -91,6 +94,7 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
     app.state.context = context
     app.state.sse_hub = hub
     app.state.metrics = metrics.Metrics(context)
+    app.state.notifier = notifier
     # The routers' routes go straight into the app's route list. `include_router` would wrap each
     # router in a lazily matched layer that cost ~250 µs per request here; the routes already
     # carry their prefix and their router's dependencies. A router's `lifespan=` would be
@@ -104,6 +108,7 @@ def create_app(settings: ServerSettings | None = None, *, now: Callable[[], floa
         events_api.router,
         session_api.router,
         metrics.router,
+        notify_api.router,
         account_pages.router,
         pages.router,
     )

@@ -21,7 +21,7 @@ from goliat_monitor.db.queries.common import (
     record_event,
 )
 from goliat_monitor.db.queries.ingest import resolve_worker
-from goliat_monitor.db.queries.studies import require_study
+from goliat_monitor.db.queries.studies import note_assignment_end, require_study
 from goliat_monitor.db.tables import assignments, super_studies, workers
 from goliat_monitor.domain.models import AssignmentStatus, WorkerStatus
 from goliat_monitor.domain.scheduling import FailurePolicy, after_failure
@@ -237,6 +237,7 @@ def requeue_expired_leases(conn: Connection, clock: Clock, changes: Changes) -> 
             now=clock.now,
             worker_id=row["worker_id"],
         )
+        note_assignment_end(conn, row, target, reason=reason, out_of_memory=False, now=clock.now)
         changes.studies.add(row["super_study_id"])
     return len(expired)
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, insert, select, tuple_, update
 from goliat_monitor.db import batching
 from goliat_monitor.db.queries.common import BACK_TO_PENDING, Changes, Clock, is_online, new_id, record_event
 from goliat_monitor.db.queries.simulations import end_simulations, record_simulation_start
+from goliat_monitor.db.queries.studies import note_assignment_end
 from goliat_monitor.db.raw import Raw, update_sql
 from goliat_monitor.db.tables import assignments, received_messages, super_studies, worker_messages, workers
 from goliat_monitor.domain import gui_state
@@ -536,5 +537,13 @@ def end_assignment(
         reason=reason,
         now=clock.now,
         worker_id=worker_id,
+    )
+    note_assignment_end(
+        conn,
+        row,
+        target,
+        reason=values["error_message"] or reason,
+        out_of_memory=ending.out_of_memory,
+        now=clock.now,
     )
     return str(row["super_study_id"])

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, delete, insert, select, update
 
-from goliat_monitor.db.queries import costs
+from goliat_monitor.db.queries import costs, notifications
 from goliat_monitor.db.queries.common import AnyRow, Changes, assignments_with_worker, new_id, record_event
 from goliat_monitor.db.tables import (
     assignment_events,
@@ -19,6 +19,7 @@ from goliat_monitor.db.tables import (
     super_studies,
     workers,
 )
+from goliat_monitor.domain import notifications as notices
 from goliat_monitor.domain.cost import Pricing, StudyCost
 from goliat_monitor.domain.models import AssignmentStatus
 from goliat_monitor.domain.progress import AssignmentTiming, StudyEta, estimate_study
@@ -268,6 +269,91 @@ def study_timings(conn: Connection, study_id: str) -> list[AssignmentTiming]:
     return [AssignmentTiming(r.status, r.size, r.progress, r.started_at, r.eta_at) for r in rows]
 
 
+def note_if_ended(conn: Connection, study_id: str, now: float) -> None:
+    """After an assignment of the study reached an end: notify once the whole study has ended.
+
+    Called by the transaction that ended the assignment, so the notification exists exactly when
+    the ending is committed. The study's row is locked first: two replicas that end its last two
+    assignments at once then read the study one after the other, and the second sees it ended.
+    """
+    study = conn.execute(
+        select(super_studies.c.name).where(super_studies.c.id == study_id).with_for_update()
+    ).first()
+    if study is None:
+        return
+    summary = study_summaries(conn, [study_id])[study_id]
+    notice = notices.study_ended(
+        study_id=study_id,
+        name=study.name,
+        status=summary.status,
+        counts=summary.counts,
+        total=summary.total,
+        now=now,
+    )
+    if notice is not None:
+        notifications.record(conn, notice, now)
+
+
+def note_assignment_end(
+    conn: Connection,
+    row: Mapping[Any, Any],
+    target: str,
+    *,
+    reason: str,
+    out_of_memory: bool,
+    now: float,
+) -> None:
+    """The notifications of an attempt that just ended (`row` is the assignment before it ended).
+
+    A piece that failed for good or went back to the queue after running out of memory says so;
+    one that reached an end may end its study. Only on these transitions, never per message.
+    """
+    if target == AssignmentStatus.RUNNING:
+        return
+    retried_oom = target == AssignmentStatus.PENDING and out_of_memory
+    if target == AssignmentStatus.FAILED or retried_oom:
+        facts = conn.execute(
+            select(super_studies.c.name, super_studies.c.max_attempts).where(
+                super_studies.c.id == row["super_study_id"]
+            )
+        ).first()
+        worker = None
+        if row["worker_id"]:
+            found = conn.execute(
+                select(workers.c.machine_label, workers.c.hostname, workers.c.machine_id).where(
+                    workers.c.id == row["worker_id"]
+                )
+            ).first()
+            if found is not None:
+                worker = found.machine_label or found.hostname or found.machine_id
+        name = facts.name if facts is not None else row["super_study_id"]
+        if retried_oom:
+            notice = notices.out_of_memory_retry(
+                assignment_id=row["id"],
+                study_id=row["super_study_id"],
+                study_name=name,
+                index=row["index"],
+                attempts=row["attempts"],
+                max_attempts=facts.max_attempts if facts is not None else row["attempts"],
+                worker=worker,
+                now=now,
+            )
+        else:
+            notice = notices.assignment_failed(
+                assignment_id=row["id"],
+                study_id=row["super_study_id"],
+                study_name=name,
+                index=row["index"],
+                attempts=row["attempts"],
+                reason=reason,
+                worker=worker,
+                now=now,
+            )
+        notifications.record(conn, notice, now)
+    if target != AssignmentStatus.PENDING:
+        note_if_ended(conn, row["super_study_id"], now)
+
+
 def cancel_study(conn: Connection, study_id: str, *, actor: str, now: float) -> Changes:
     """Cancel a study: PENDING pieces become CANCELLED, RUNNING ones are asked to stop.
 
@@ -276,11 +362,11 @@ def cancel_study(conn: Connection, study_id: str, *, actor: str, now: float) -> 
     """
     require_study(conn, study_id)
     changes = Changes(studies={study_id})
-    conn.execute(
+    newly = conn.execute(
         update(super_studies)
         .where(super_studies.c.id == study_id, super_studies.c.cancelled_at.is_(None))
         .values(cancelled_at=now, updated_at=now)
-    )
+    ).rowcount
     rows = (
         conn.execute(
             select(assignments)
@@ -329,4 +415,6 @@ def cancel_study(conn: Connection, study_id: str, *, actor: str, now: float) -> 
             )
             if row["worker_id"]:
                 changes.workers.add(row["worker_id"])
+    if newly or rows:
+        note_if_ended(conn, study_id, now)  # CANCELLED now, unless pieces still run
     return changes

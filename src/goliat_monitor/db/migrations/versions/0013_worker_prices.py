@@ -5,7 +5,7 @@ for one machine; NULL means the default. Like the label it names the machine: ev
 carries the same value. Not indexed (a message never changes it, and the row stays HOT-updated).
 
 Revision ID: 0013_worker_prices
-Revises: 0011_hot_worker_updates
+Revises: 0012_notifications
 Create Date: 2026-12-02
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_worker_prices"
-down_revision = "0011_hot_worker_updates"
+down_revision = "0012_notifications"
 branch_labels = None
 depends_on = None
 

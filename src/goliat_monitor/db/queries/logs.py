@@ -16,6 +16,7 @@ can hand them out in without reading every hit, so a common word answers as fast
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -154,26 +155,34 @@ def _search_sqlite(
         )
     # One worker: the index's newest `WORKER_CANDIDATES` candidates of every worker, then, if
     # they held too few of this worker's, its own older lines through its index. A text common
-    # in other workers' logs but rare in this one costs a bounded scan, not all their hits.
+    # in other workers' logs but rare in this one costs a bounded scan, not all their hits. The
+    # candidates are read once (FTS5 walks a common trigram's whole list for them) and joined
+    # as a JSON array, newest first.
     params["cap"] = WORKER_CANDIDATES
     below = " AND rowid < :before" if search.before_id is not None else ""
-    candidates = (
-        f"SELECT rowid FROM log_search WHERE log_search MATCH :match{below} ORDER BY rowid DESC LIMIT :cap"
-    )
+    candidates = [
+        row[0]
+        for row in _run(
+            conn,
+            f"SELECT rowid FROM log_search WHERE log_search MATCH :match{below}"
+            " ORDER BY rowid DESC LIMIT :cap",
+            params,
+        )
+    ]
+    if not candidates:
+        return rows
+    params["ids"] = json.dumps(candidates)
     mine = " AND ".join(["l.worker_id = :worker", *like])
     found = _run(
         conn,
-        f"SELECT {_COLUMNS} FROM ({candidates}) AS f CROSS JOIN log_lines l ON l.id = f.rowid"
-        f" WHERE {mine} ORDER BY f.rowid DESC LIMIT :limit",
+        f"SELECT {_COLUMNS} FROM json_each(:ids) AS f CROSS JOIN log_lines l ON l.id = f.value"
+        f" WHERE {mine} ORDER BY f.key LIMIT :limit",
         params,
     )
     rows += found
-    if len(found) >= params["limit"]:  # type: ignore[operator]
-        return rows
-    (count, floor), *_ = _run(conn, f"SELECT COUNT(*), MIN(rowid) FROM ({candidates})", params)
-    if count < WORKER_CANDIDATES:
-        return rows  # the index has no other candidate
-    params["floor"] = floor
+    if len(found) >= params["limit"] or len(candidates) < WORKER_CANDIDATES:  # type: ignore[operator]
+        return rows  # enough, or the index has no other candidate
+    params["floor"] = candidates[-1]
     params["limit"] = search.limit + 1 - len(rows)
     return rows + _run(
         conn,

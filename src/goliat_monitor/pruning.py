@@ -33,18 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAUSE_S = 0.05
-"""The shortest pause between two rounds."""
-DUTY = 0.05
-"""Most of the time a pass spends in rounds. On SQLite a round holds the one write lock, and the
-occasional FTS5 segment merge makes one take 100-300 ms: pausing in proportion keeps ingest's
-waits on those rare (~1 in 20 rounds here: bench/README.md) rather than a p99."""
-
-
-def pause_after(round_s: float) -> float:
-    """The pause after a round that took `round_s`: at least `PAUSE_S`, and so that rounds fill at
-    most `DUTY` of the pass."""
-    return max(PAUSE_S, round_s * (1 - DUTY) / DUTY)
-
+"""The pause between two rounds: with rounds of ~10-20 ms, ingest keeps most of SQLite's writer."""
 
 ADVISORY_LOCK = 0x474D_5052_554E  # "GMPRUN": the key every replica's pruning pass locks
 """PostgreSQL session advisory lock held for a whole pass, so one replica prunes at a time."""

@@ -323,7 +323,7 @@ def _prune_with_progress(pruner: Any, counted: dict[Any, int], *, show: bool) ->
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from goliat_monitor.pruning import pause_after
+    from goliat_monitor.pruning import PAUSE_S
 
     done = dict.fromkeys(counted, 0)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -334,11 +334,8 @@ def _prune_with_progress(pruner: Any, counted: dict[Any, int], *, show: bool) ->
                 raise click.ClickException(
                     "another server is pruning this database right now; try again later"
                 )
-            while True:
-                started = time.monotonic()
-                if (step := pruner.next_round()) is None:
-                    break
+            while (step := pruner.next_round()) is not None:
                 done[step.kind] += step.count
                 progress.update(tasks[step.kind], completed=done[step.kind])
-                time.sleep(pause_after(time.monotonic() - started))
+                time.sleep(PAUSE_S)
     return done

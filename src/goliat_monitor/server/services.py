@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 
 import anyio
 from sqlalchemy import Connection
@@ -20,7 +19,7 @@ from goliat_monitor.db.queries import accounts, assignments
 from goliat_monitor.db.queries.common import Changes
 from goliat_monitor.domain.retention import Kind
 from goliat_monitor.errors import DatabaseUnavailable
-from goliat_monitor.pruning import Pruner, pause_after
+from goliat_monitor.pruning import PAUSE_S, Pruner
 from goliat_monitor.server.context import ServerContext
 from goliat_monitor.server.fanout import Fanout, conninfo
 
@@ -74,7 +73,7 @@ async def expire_leases(context: ServerContext) -> int:
 
 async def prune_old_data(context: ServerContext) -> dict[Kind, int]:
     """One retention pass (`pruning.py`): each round a short transaction on a worker thread with a
-    connection of its own, a pause after each (`pruning.pause_after`), so ingest's writes go on throughout. On
+    connection of its own, `PAUSE_S` between rounds, so ingest's writes go on throughout. On
     PostgreSQL a pass another replica is running makes this one a no-op. Returns what went."""
     policy = context.settings.retention
     now = context.now()
@@ -84,15 +83,11 @@ async def prune_old_data(context: ServerContext) -> dict[Kind, int]:
     pruner = Pruner(context.db.engine, policy, now, blobs=context.blobs)
     await anyio.to_thread.run_sync(pruner.__enter__)
     try:
-        while True:
-            started = time.monotonic()
-            step = await anyio.to_thread.run_sync(pruner.next_round)
-            if step is None:
-                break
+        while (step := await anyio.to_thread.run_sync(pruner.next_round)) is not None:
             totals[step.kind] += step.count
             for study_id in step.studies:
                 context.events.publish("study", {"id": study_id, "deleted": True})
-            await asyncio.sleep(pause_after(time.monotonic() - started))
+            await asyncio.sleep(PAUSE_S)
     finally:
         await anyio.to_thread.run_sync(pruner.__exit__, None, None, None)
     if any(totals.values()):

@@ -69,7 +69,7 @@ class Pruner:
         return self.engine.dialect.name == "sqlite"
 
     def __enter__(self) -> Pruner:
-        conn = self.engine.connect()
+        self._conn = conn = self.engine.connect()  # set first: `__exit__` closes it whatever follows
         if self.is_sqlite:
             conn = conn.execution_options(sqlite_immediate=not self.dry_run)
             self.locked = True

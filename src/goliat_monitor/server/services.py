@@ -81,8 +81,10 @@ async def prune_old_data(context: ServerContext) -> dict[Kind, int]:
     if not totals:
         return totals
     pruner = Pruner(context.db.engine, policy, now, blobs=context.blobs)
-    await anyio.to_thread.run_sync(pruner.__enter__)
     try:
+        # Inside the `try`: a shutdown that cancels this task just as the connection is opened
+        # (the thread finishes, the await then raises) must still close it.
+        await anyio.to_thread.run_sync(pruner.__enter__)
         while (step := await anyio.to_thread.run_sync(pruner.next_round)) is not None:
             totals[step.kind] += step.count
             for study_id in step.studies:

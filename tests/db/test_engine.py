@@ -214,3 +214,15 @@ def test_writes_from_a_second_running_loop_are_refused(database: Database) -> No
         thread.join(5)
         first.close()
     assert count(database) == 2
+
+
+def test_a_connection_handed_back_after_close_is_closed(pg_url: str) -> None:
+    """A thread the shutdown did not wait for returns its connection late: it is closed then, not
+    left in a disposed pool for the garbage collector (a psycopg ResourceWarning in a later test)."""
+    db = Database(pg_url, write_threads=1)
+    late = db.engine.connect()
+    driver = late.connection.driver_connection
+    db.close()
+    assert driver is not None and not driver.closed
+    late.close()
+    assert driver.closed

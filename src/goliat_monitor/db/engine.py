@@ -131,6 +131,7 @@ class Database:
         if write_threads <= 0:
             write_threads = 4
         self.engine = make_engine(url, pool_size=(2 if self.is_sqlite else write_threads) + read_threads)
+        event.listen(self.engine, "checkin", self._close_if_late)
         self._read_limiter = anyio.CapacityLimiter(read_threads)
         self._closed = False
         self._stopping = threading.Event()
@@ -256,6 +257,15 @@ class Database:
             raise
 
     # -- lifecycle ----------------------------------------------------------------------------
+
+    def _close_if_late(self, dbapi_connection: Any, record: Any) -> None:
+        """A connection handed back after `close` (a thread shutdown did not wait for) is closed.
+
+        `engine.dispose` closes only the pooled connections: one still checked out would go back
+        into a pool nobody holds any more, and stay open until the garbage collector finds it.
+        """
+        if self._closed and dbapi_connection is not None:
+            record.invalidate()
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Commit what is queued, stop the writer and checkpointer threads, close every connection.

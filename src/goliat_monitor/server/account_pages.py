@@ -99,21 +99,23 @@ async def logout_form(request: Request, everywhere: str = Form("")) -> Response:
     return response
 
 
+async def refuse_unless_admin(request: Request, context: ServerContext, what: str) -> HTMLResponse | None:
+    """The 403 page for an admin-only page seen by anyone else, signed-out visitors of a private
+    dashboard included; None when an admin may see it. Every admin page starts with it."""
+    await principal_of(request, context)
+    if may_change(request, context.settings) and not (
+        context.settings.private and current_principal(request) is None
+    ):
+        return None
+    return render(request, "forbidden.html", status_code=403, what=what, title="Not allowed")
+
+
 @router.get("/audit", response_class=HTMLResponse)
 async def audit_page(request: Request, before: int | None = Query(None, ge=1)) -> HTMLResponse:
     """Sign-ins, failed sign-ins and admin actions, newest first: admins only (else a 403 page)."""
     context = _context(request)
-    await principal_of(request, context)
-    if not may_change(request, context.settings) or (
-        context.settings.private and current_principal(request) is None
-    ):
-        return render(
-            request,
-            "forbidden.html",
-            status_code=403,
-            what="The audit log is for admins.",
-            title="Not allowed",
-        )
+    if refused := await refuse_unless_admin(request, context, "The audit log is for admins."):
+        return refused
     limit = 200
     entries: list[dict[str, Any]] = await audit_entries(context, limit, before)
     return render(

@@ -25,7 +25,8 @@ from pydantic import BaseModel, Field
 from goliat_monitor.db.queries import notifications as queries
 from goliat_monitor.domain.notifications import EVENTS, link, unknown_events
 from goliat_monitor.errors import BadRequest, NotFound
-from goliat_monitor.server.auth import actor, current_principal, may_change, principal_of, require_admin
+from goliat_monitor.server.account_pages import refuse_unless_admin
+from goliat_monitor.server.auth import actor, current_principal, require_admin
 from goliat_monitor.server.context import ServerContext, get_context
 from goliat_monitor.server.notify import Notifier
 from goliat_monitor.server.pages import render
@@ -185,17 +186,8 @@ async def get_history(
 async def notifications_page(request: Request, before: int | None = Query(None, ge=1)) -> HTMLResponse:
     """Targets, the add form, "Send a test" and the history: admins only (else a 403 page)."""
     context: ServerContext = request.app.state.context
-    await principal_of(request, context)
-    if not may_change(request, context.settings) or (
-        context.settings.private and current_principal(request) is None
-    ):
-        return render(
-            request,
-            "forbidden.html",
-            status_code=403,
-            what="Notifications are for admins.",
-            title="Not allowed",
-        )
+    if refused := await refuse_unless_admin(request, context, "Notifications are for admins."):
+        return refused
     limit = 100
     history = await _history(context, limit, before)
     return render(

@@ -47,6 +47,15 @@ class FakeClock:
         self.now += seconds
 
 
+@pytest.fixture(autouse=True)
+def quick_notification_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers started in tests deliver and detect notifications every 0.2 s, not every 1 and 10 s."""
+    from goliat_monitor.server import notify
+
+    monkeypatch.setattr(notify, "POLL_S", 0.2)
+    monkeypatch.setattr(notify, "DETECT_S", 0.2)
+
+
 @pytest.fixture(scope="session")
 def goliat_configs() -> Path:
     """GOLIAT's own configs, from the folder `GOLIAT_CONFIGS_DIR` names; without it the test is skipped.

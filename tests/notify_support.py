@@ -19,7 +19,6 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from goliat_monitor.server import notify
 from goliat_monitor.settings import ServerSettings
 from tests.api.helpers import gui
 from tests.conftest import FakeClock, LiveServer, start_server
@@ -54,7 +53,7 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property
@@ -129,8 +128,8 @@ def start(
     tmp_path: Path, backend: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., Running]]:
     """Servers on the test's database: the same one for every call, so a second call is a
-    restart (or, running at once, a second replica). Detection runs every 0.2 s here."""
-    monkeypatch.setattr(notify, "DETECT_S", 0.2)
+    restart (or, running at once, a second replica). Delivery and detection run every 0.2 s
+    (`tests/conftest.py`)."""
     running: list[Running] = []
 
     def make(clock: FakeClock | None = None, **overrides: Any) -> Running:

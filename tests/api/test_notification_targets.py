@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import httpx
 
+from goliat_monitor.server import notify
 from tests.accounts import ADMIN, ADMIN_PASSWORD, bearer, private_server, sign_in
 from tests.api.helpers import create_study, gui
 from tests.conftest import LiveServer
@@ -121,7 +122,7 @@ def test_each_target_gets_only_the_events_it_chose(make_server: Callable[..., Li
             "Super study 'bad' failed",
             "Super study 'good' completed",
         ]
-        time.sleep(2)
+        time.sleep(3 * notify.POLL_S)  # a few more delivery rounds send nothing else
         assert failures.titles() == ["Super study 'bad' failed"]
         notes = cast(list[dict[str, Any]], server.client.get("/api/notifications").json()["notifications"])
         bad = next(n for n in notes if n["kind"] == "study_failed")

@@ -257,7 +257,7 @@ def test_the_live_stream_reconnects_with_the_last_event_id() -> None:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Events)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     remote = Remote(f"http://127.0.0.1:{httpd.server_address[1]}", None)
     try:

@@ -11,7 +11,7 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from goliat_monitor.server.counters import DURATION_BUCKETS, RequestTimes
+from goliat_monitor.server.counters import DURATION_BUCKETS, IngestCounters, RequestTimes
 from goliat_monitor.server.metrics import request_histogram
 
 
@@ -52,3 +52,17 @@ def test_the_exposed_histogram_agrees_with_prometheus_rules(durations: list[floa
         assert sample.value == sum(1 for d in durations if d <= bound)
     assert by_name["goliat_monitor_request_duration_seconds_count"][0].value == len(durations)
     assert abs(by_name["goliat_monitor_request_duration_seconds_sum"][0].value - sum(durations)) < 1e-6
+
+
+def test_a_copy_keeps_its_figures_while_the_loop_goes_on_counting() -> None:
+    """A scrape formats a copy on a thread; the loop's next observations must not reach it."""
+    times, ingest = RequestTimes(), IngestCounters(heartbeats=1)
+    times.observe("POST", "/api/heartbeat", 0.002)
+    frozen_times, frozen_ingest = times.copy(), ingest.copy()
+    times.observe("POST", "/api/heartbeat", 0.002)
+    times.observe("GET", "/metrics", 0.02)
+    ingest.heartbeats += 1
+    assert sum(frozen_times.routes[("POST", "/api/heartbeat")].buckets) == 1
+    assert frozen_times.routes[("POST", "/api/heartbeat")].total == 0.002
+    assert list(frozen_times.routes) == [("POST", "/api/heartbeat")]
+    assert frozen_ingest.heartbeats == 1

@@ -3,13 +3,14 @@
 Ingest runs thousands of messages a second. Bumping an int after a committed write costs tens of
 nanoseconds, where a `prometheus_client` counter takes a lock and a label lookup per call; the
 numbers become metric families only when Prometheus asks (`server/metrics.py`). Everything here
-is touched on the event loop thread only, so nothing needs a lock.
+is touched on the event loop thread only, so nothing needs a lock: a scrape copies the figures on
+the loop and formats the copy on a thread.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds (s) of the request-duration histogram: a GOLIAT message takes ~1 ms, a page 10s of ms."""
@@ -22,6 +23,9 @@ class IngestCounters:
     heartbeats: int = 0
     gui_updates: int = 0
     log_lines: int = 0
+
+    def copy(self) -> IngestCounters:
+        return replace(self)
 
 
 @dataclass
@@ -46,3 +50,8 @@ class RequestTimes:
             times = self.routes[key] = RouteTimes([0] * (len(self.bounds) + 1))
         times.buckets[bisect_left(self.bounds, seconds)] += 1  # bucket i: seconds <= bounds[i]
         times.total += seconds
+
+    def copy(self) -> RequestTimes:
+        """The figures as they are now, for a thread to format while the loop goes on counting."""
+        routes = {key: RouteTimes(list(t.buckets), t.total) for key, t in self.routes.items()}
+        return RequestTimes(self.bounds, routes)

@@ -18,11 +18,13 @@ of one observation, and ingest with and without a 5 s scraper.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -34,21 +36,31 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from goliat_monitor.db.queries import metrics as metric_queries
 from goliat_monitor.server.auth import require_metrics
 from goliat_monitor.server.context import ServerContext, get_context
-from goliat_monitor.server.counters import RequestTimes
+from goliat_monitor.server.counters import IngestCounters, RequestTimes
 from goliat_monitor.server.lean_route import LeanJsonRoute
 
 UNMATCHED = "unmatched"
 """The route label of a request no route took (a 404): raw paths would make the labels unbounded."""
 
 
+@dataclass(frozen=True)
+class Figures:
+    """What one scrape reports: the database snapshot and copies of this process's counters."""
+
+    snapshot: metric_queries.Snapshot = field(default_factory=metric_queries.Snapshot)
+    ingest: IngestCounters = field(default_factory=IngestCounters)
+    request_times: RequestTimes = field(default_factory=RequestTimes)
+    sse_clients: int = 0
+
+
 @dataclass
 class Metrics:
-    """One app's `/metrics`: its own registry, the context's counters, the latest snapshot."""
+    """One app's `/metrics`: its own registry, and the figures of the scrape being formatted."""
 
     context: ServerContext
-    sse_clients: int = 0
-    snapshot: metric_queries.Snapshot = field(default_factory=metric_queries.Snapshot)
+    figures: Figures = field(default_factory=Figures)
     registry: CollectorRegistry = field(init=False)
+    _formatting: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # A registry per app, never prometheus_client's global one: several apps in one process
@@ -57,8 +69,12 @@ class Metrics:
         self.registry.register(AppCollector(self))
         ProcessCollector(registry=self.registry)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, figures: Figures) -> bytes:
+        """The text format of `figures` (and of the process collector's readings). Called on a
+        thread; the lock keeps two scrapes at once from formatting each other's figures."""
+        with self._formatting:
+            self.figures = figures
+            return generate_latest(self.registry)
 
 
 class AppCollector:
@@ -68,9 +84,9 @@ class AppCollector:
         self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        m = self.metrics
-        snap = m.snapshot
-        ingest = m.context.ingest_counts
+        figures = self.metrics.figures
+        snap = figures.snapshot
+        ingest = figures.ingest
         yield _gauge(
             "goliat_monitor_workers", "Live worker sessions by status (from the database).", snap.workers
         )
@@ -99,9 +115,9 @@ class AppCollector:
         lines.add_metric([], ingest.log_lines)
         yield lines
         clients = GaugeMetricFamily("goliat_monitor_sse_clients", "Live-update streams open on this process.")
-        clients.add_metric([], m.sse_clients)
+        clients.add_metric([], figures.sse_clients)
         yield clients
-        yield request_histogram(m.context.request_times)
+        yield request_histogram(figures.request_times)
 
 
 def _gauge(name: str, documentation: str, counts: dict[str, int]) -> GaugeMetricFamily:
@@ -177,12 +193,22 @@ router = APIRouter(tags=["metrics"])
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
 )
 async def metrics(request: Request, context: ServerContext = Depends(get_context)) -> Response:
-    """Prometheus text format: database-wide gauges read now, this process's counters."""
+    """Prometheus text format: database-wide gauges read now, this process's counters.
+
+    The counters are copied on the loop (they are only ever touched there) and formatted on a
+    thread: formatting took ~3.4 ms, which every GOLIAT message behind it waited for.
+    """
     app_metrics = metrics_of(request.app)
     clock = context.clock()
-    app_metrics.snapshot = await context.db.read(lambda conn: metric_queries.snapshot(conn, clock))
-    app_metrics.sse_clients = len(request.app.state.sse_hub.clients)
-    return Response(app_metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    snapshot = await context.db.read(lambda conn: metric_queries.snapshot(conn, clock))
+    figures = Figures(
+        snapshot=snapshot,
+        ingest=context.ingest_counts.copy(),
+        request_times=context.request_times.copy(),
+        sse_clients=len(request.app.state.sse_hub.clients),
+    )
+    body = await to_thread.run_sync(app_metrics.render, figures)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def metrics_of(app: FastAPI) -> Metrics:

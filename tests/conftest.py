@@ -167,7 +167,9 @@ def start_server(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = _ThreadedServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # As `serve`: the app's trust_proxy_headers alone decides whether X-Forwarded-* is believed.
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False)
+    server = _ThreadedServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -70,7 +70,8 @@ class ServerSettings(BaseSettings):
         False,
         description="Believe X-Forwarded-Proto and X-Forwarded-For from any peer (behind a PaaS "
         "router or your own reverse proxy): decides the session cookie's Secure flag and the "
-        "client address the sign-in limit and the audit log use.",
+        "client address the sign-in limit, the audit log and the study history use. It alone decides "
+        "(uvicorn's own forwarded-header handling is off).",
     )
     login_max_failures: int = Field(
         5, description="Failed sign-ins per account inside --login-window-s before it answers 429."

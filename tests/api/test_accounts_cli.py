@@ -6,6 +6,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
 
 from goliat_monitor.settings import ServerSettings
 from tests.conftest import LiveServer
@@ -134,3 +138,21 @@ def test_serve_private_without_an_admin_refuses_to_start_and_says_how_to_add_one
         timeout=60,
     )
     assert again.returncode == 1 and "admin account" in again.stderr
+
+
+def test_serve_leaves_forwarded_headers_to_the_trust_proxy_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn's own proxy_headers would believe X-Forwarded-* from 127.0.0.1 whatever the setting."""
+    import gc
+
+    import uvicorn
+
+    from goliat_monitor.cli import main
+
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(kwargs))
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    result = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path / "data"), "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert ran["proxy_headers"] is False

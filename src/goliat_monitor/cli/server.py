@@ -89,7 +89,9 @@ def serve(log_level: str, access_log: bool, **options: Any) -> None:
         port=settings.port,
         log_level=log_level,
         access_log=access_log,
-        proxy_headers=True,
+        # Our own code reads X-Forwarded-* only when --trust-proxy-headers says so (server/auth.py
+        # is_https, client_address); uvicorn's rewriting would believe them from 127.0.0.1 regardless.
+        proxy_headers=False,
         server_header=False,  # no need to tell the network which server software answers
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )

@@ -192,7 +192,9 @@ def run_demo(
     root = Path(tempfile.mkdtemp(prefix="goliat-monitor-demo-")) if data_dir is None else data_dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
     settings = ServerSettings(host=host, port=port, data_dir=root / "server")
-    server = _QuietServer(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
+    server = _QuietServer(
+        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on", proxy_headers=False)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="demo-server", daemon=True)
     thread.start()
     agents: list[_AgentProcess] = []

@@ -23,7 +23,7 @@ from goliat_monitor.domain.splitting import STRATEGIES, SplitError, count_simula
 from goliat_monitor.errors import BadRequest, NotFound
 from goliat_monitor.protocol import OkResponse
 from goliat_monitor.server import views
-from goliat_monitor.server.auth import require_admin
+from goliat_monitor.server.auth import client_address, require_admin
 from goliat_monitor.server.context import ServerContext, get_context
 
 router = APIRouter(prefix="/api", tags=["super studies"])
@@ -375,8 +375,8 @@ class ReassignRequest(BaseModel):
     machineId: Annotated[str, Field(min_length=1, max_length=255)]
 
 
-def _actor(request: Request) -> str:
-    return f"api ({request.client.host if request.client else 'unknown'})"
+def _actor(request: Request, context: ServerContext) -> str:
+    return f"api ({client_address(request, context.settings) or 'unknown'})"
 
 
 @router.post("/super-studies/{study_id}/cancel", dependencies=[Depends(require_admin)])
@@ -384,7 +384,7 @@ async def cancel_super_study(
     study_id: str, request: Request, context: ServerContext = Depends(get_context)
 ) -> dict[str, Any]:
     """Cancel: pending pieces are CANCELLED, running ones are told to stop by their agents' next poll."""
-    now, actor = context.now(), _actor(request)
+    now, actor = context.now(), _actor(request, context)
     changes = await context.db.write(
         lambda conn: study_queries.cancel_study(conn, study_id, actor=actor, now=now)
     )
@@ -404,7 +404,7 @@ async def retry_assignment(
     assignment_id: str, request: Request, context: ServerContext = Depends(get_context)
 ) -> dict[str, Any]:
     """A FAILED or CANCELLED assignment goes back to PENDING with a fresh attempt budget."""
-    now, actor = context.now(), _actor(request)
+    now, actor = context.now(), _actor(request, context)
     return await _assignment_action(
         context, lambda conn: assignment_queries.retry_assignment(conn, assignment_id, actor=actor, now=now)
     )
@@ -415,7 +415,7 @@ async def requeue_assignment(
     assignment_id: str, request: Request, context: ServerContext = Depends(get_context)
 ) -> dict[str, Any]:
     """Take a RUNNING assignment away from its worker (which is told to stop) and queue it again."""
-    now, actor = context.now(), _actor(request)
+    now, actor = context.now(), _actor(request, context)
     return await _assignment_action(
         context, lambda conn: assignment_queries.requeue_assignment(conn, assignment_id, actor=actor, now=now)
     )
@@ -426,7 +426,7 @@ async def reassign_assignment(
     assignment_id: str, body: ReassignRequest, request: Request, context: ServerContext = Depends(get_context)
 ) -> dict[str, Any]:
     """Queue the assignment for one named machine: only it may claim it next."""
-    now, actor = context.now(), _actor(request)
+    now, actor = context.now(), _actor(request, context)
     return await _assignment_action(
         context,
         lambda conn: assignment_queries.requeue_assignment(

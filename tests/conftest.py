@@ -138,6 +138,8 @@ class LiveServer:
     clock: FakeClock
     client: httpx.Client
     loop: asyncio.AbstractEventLoop
+    app: Any = None
+    """The server's app (its routes), when a test needs more than HTTP."""
 
     @property
     def settings(self) -> ServerSettings:
@@ -203,7 +205,7 @@ def make_server(tmp_path: Path, backend: str | None) -> Iterator[Callable[..., L
         stops.append(stop)
         client = httpx.Client(base_url=url, timeout=30)
         clients.append(client)
-        return LiveServer(url, app.state.context, clock, client, app.state.loop)
+        return LiveServer(url, app.state.context, clock, client, app.state.loop, app)
 
     yield make
     for client in clients:

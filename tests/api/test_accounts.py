@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import closing
+from typing import Any
 
 import httpx
 import pytest
@@ -332,3 +334,50 @@ def test_a_form_carries_the_csrf_token_as_a_hidden_field(private: LiveServer) ->
         signed_out = client.post("/logout", data={"csrf_token": csrf})
         assert signed_out.status_code == 303 and signed_out.headers["location"] == "/login"
         assert client.get("/api/session").status_code == 401
+
+
+def _admin_routes(server: LiveServer) -> list[tuple[str, str]]:
+    """Every (method, path) whose route depends on `require_admin`, path parameters filled in."""
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
+
+    from goliat_monitor.server.auth import require_admin
+
+    def needs_admin(dependant: Dependant) -> bool:
+        return any(d.call is require_admin or needs_admin(d) for d in dependant.dependencies)
+
+    found: list[tuple[str, str]] = []
+    for route in server.app.routes:
+        if isinstance(route, APIRoute) and needs_admin(route.dependant):
+            path = re.sub(r"\{[^}]+\}", "no-such-id", route.path)
+            found.extend((method, path) for method in sorted(route.methods or ()))
+    return found
+
+
+def test_every_admin_route_refuses_a_viewer_and_changes_nothing(private: LiveServer) -> None:
+    """Found from the routes themselves, so a change route added later is covered too."""
+    routes = _admin_routes(private)
+    paths = {path for _, path in routes}
+    assert {  # the ones this test was written against: the discovery must keep finding them
+        "/api/super-studies",
+        "/api/super-studies/no-such-id",
+        "/api/super-studies/no-such-id/cancel",
+        "/api/assignments/no-such-id/retry",
+        "/api/assignments/no-such-id/requeue",
+        "/api/workers/no-such-id",
+        "/api/notifications/targets",
+    } <= paths, sorted(paths)
+    admin = bearer("admin")
+    with httpx.Client(base_url=private.url, headers=admin) as as_admin:
+        study = create_study(as_admin)
+
+    def state() -> list[Any]:
+        reads = ("/api/super-studies", f"/api/super-studies/{study['id']}/assignments", "/api/workers")
+        return [private.client.get(url, headers=admin).json() for url in reads]
+
+    before = state()
+    for method, path in routes:
+        path = path.replace("/super-studies/no-such-id", f"/super-studies/{study['id']}")
+        response = private.client.request(method, path, headers=bearer("viewer"), json={})
+        assert response.status_code == 403, (method, path, response.status_code, response.text[:200])
+    assert state() == before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,7 +12,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
+from goliat_monitor.db import tables
 from goliat_monitor.settings import ServerSettings
 from tests.conftest import LiveServer
 from tests.support import free_port, wait_for
@@ -67,6 +71,15 @@ def test_users_and_tokens_from_the_command_line(make_server: Callable[..., LiveS
     settings = server.settings
     c = server.client
     token = {"Authorization": f"Bearer {made['token']}"}
+    # Secrets are stored hashed: argon2id for passwords, SHA-256 for tokens, never as given.
+    users, tokens = server.context.db.read_sync(
+        lambda conn: (
+            dict(conn.execute(select(tables.users.c.username, tables.users.c.password_hash)).all()),
+            list(conn.execute(select(tables.api_tokens.c.token_hash)).scalars()),
+        )
+    )
+    assert all(h.startswith("$argon2id$") and "pass" not in h for h in users.values()), users
+    assert tokens == [hashlib.sha256(made["token"].encode()).hexdigest()]
     assert c.get("/api/workers", headers=token).status_code == 200
     assert c.post("/api/session", json={"username": "alice", "password": "alice-pass-1"}).status_code == 200
 
@@ -93,15 +106,20 @@ def test_users_and_tokens_from_the_command_line(make_server: Callable[..., LiveS
     ]
 
 
-def test_serve_private_without_an_admin_refuses_to_start_and_says_how_to_add_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_serve_private_without_an_admin_refuses_to_start_and_says_how_to_add_one(
+    tmp_path: Path, how: str
+) -> None:
     data = tmp_path / "data"
+    private = ["--private"] if how == "option" else []
+    env = {**os.environ, "GOLIAT_MONITOR_PRIVATE": "true"} if how == "environment" else None
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "goliat_monitor",
             "serve",
-            "--private",
+            *private,
             "--data-dir",
             str(data),
             "--port",
@@ -110,8 +128,9 @@ def test_serve_private_without_an_admin_refuses_to_start_and_says_how_to_add_one
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
-    assert done.returncode == 1
+    assert done.returncode == 1, done.stderr
     assert f"goliat-monitor user add NAME --role admin --data-dir {data}" in done.stderr
     # A viewer alone is not enough either.
     settings = ServerSettings(data_dir=data)

@@ -9,8 +9,6 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
-
 from goliat_monitor.domain.splitting import split_config
 from tests.api.helpers import gui
 from tests.conftest import TEST_CONFIGS, LiveServer
@@ -312,9 +310,25 @@ def test_deleting_a_study_deletes_its_marks_and_figures(server: LiveServer) -> N
     gui(server.client, counter(1, 8, "thelonious, 700MHz, x_pos, theta"), machine=MACHINE)
     sim = sims(server, study["id"])[0]
     upload(server, sim["assignmentId"], sim["resultPath"], {"sar_results.json": b'{"whole_body_sar": 1.0}'})
+    assignment_ids = {s["assignmentId"] for s in sims(server, study["id"])}
+
+    def stored() -> tuple[int, int]:
+        from sqlalchemy import func, select
+
+        from goliat_monitor.db.tables import result_figures, simulation_runs
+
+        def count(conn: Any, table: Any) -> int:
+            query = select(func.count()).select_from(table).where(table.c.assignment_id.in_(assignment_ids))
+            return int(conn.execute(query).scalar_one())
+
+        return server.context.db.read_sync(
+            lambda conn: (count(conn, simulation_runs), count(conn, result_figures))
+        )
+
+    assert stored() == (1, 1)
     assert server.client.delete(f"/api/super-studies/{study['id']}").status_code == 200
     assert server.client.get(f"/api/super-studies/{study['id']}/simulations").status_code == 404
-    assert isinstance(server.client, httpx.Client)
+    assert stored() == (0, 0)
 
 
 def test_results_uploaded_before_the_server_parsed_them_are_parsed_once(server: LiveServer) -> None:
@@ -333,3 +347,27 @@ def test_results_uploaded_before_the_server_parsed_them_are_parsed_once(server: 
         lambda conn: conn.execute(select(func.count()).select_from(result_figures)).scalar_one()
     )
     assert count == 1
+
+
+def test_the_table_reads_no_result_file_when_asked(server: LiveServer) -> None:
+    """Figures are parsed once, on upload: with the stored files gone, the table still has them."""
+    study = create(server, "far", FAR)
+    sim = sims(server, study["id"])[0]
+    upload(server, sim["assignmentId"], sim["resultPath"], {"sar_results.json": b'{"whole_body_sar": 3.0}'})
+    stored = [p for p in server.settings.artifacts_dir.rglob("*") if p.is_file()]
+    assert stored, "the upload should be in the local artifact store"
+    for path in stored:
+        path.unlink()
+    assert [r["whole_body_sar"] for r in table(server, study["id"])["rows"]] == [3.0]
+
+
+def test_a_folder_spelled_in_another_case_counts_for_the_map_and_the_table_alike(server: LiveServer) -> None:
+    study = create(server, "far", FAR)
+    sim = sims(server, study["id"])[0]
+    shouted = sim["resultPath"].replace(
+        sim["resultPath"].split("/")[1], sim["resultPath"].split("/")[1].title()
+    )
+    assert shouted != sim["resultPath"]
+    upload(server, sim["assignmentId"], shouted, {"sar_results.json": b'{"whole_body_sar": 5.0}'})
+    assert sims(server, study["id"])[0]["status"] == "DONE"
+    assert [r["whole_body_sar"] for r in table(server, study["id"])["rows"]] == [5.0]

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from goliat_monitor.domain.simulations import folder_key
+
 __all__ = [
     "IDENTITY_COLUMNS",
     "KNOWN_FIGURES",
@@ -274,18 +276,17 @@ def build_table(
     """The campaign's table: one row per simulation with results, in the campaign's order.
 
     `simulations` are (results folder, identity fields) pairs. A file is matched to its
-    simulation by folder (exactly, else ignoring case); when several uploads wrote the same
+    simulation by folder (`simulations.folder_key`); when several uploads wrote the same
     file the newest wins. Unreadable files are listed, never in a row; folders that match no
     simulation of the campaign are listed as `unmatched`.
     """
-    by_path = {path: index for index, (path, _) in enumerate(simulations)}
-    by_lower = {path.lower(): index for path, index in by_path.items()}
+    by_folder = {folder_key(path): index for index, (path, _) in enumerate(simulations)}
     latest: dict[tuple[int, str], StoredFigures] = {}
     unmatched: set[str] = set()
     for item in stored:
         if item.filename not in RESULT_FILES:
             continue
-        index = by_path.get(item.relative_path, by_lower.get(item.relative_path.lower()))
+        index = by_folder.get(folder_key(item.relative_path))
         if index is None:
             unmatched.add(item.relative_path)
             continue

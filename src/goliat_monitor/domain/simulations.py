@@ -48,6 +48,13 @@ class SimulationStatus(StrEnum):
     FAILED = "FAILED"
 
 
+def folder_key(path: str) -> str:
+    """How an uploaded results folder is matched to its simulation, the same for the map and the
+    table: ignoring case, as GOLIAT lower-cases phantom names in folders while configs may not
+    (`Thelonious` -> `thelonious`), and no two simulations' folders differ in case alone."""
+    return path.lower()
+
+
 def simulation_key(sim: Simulation) -> str:
     """The results folder of `sim` without GOLIAT's `__<run_tag>` suffix."""
     placement = f"{sim.scenario}_{sim.position}_{sim.orientation}"

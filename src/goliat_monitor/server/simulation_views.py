@@ -27,6 +27,7 @@ from goliat_monitor.domain.simulations import (
     CampaignSimulation,
     SimulationState,
     campaign_simulations,
+    folder_key,
     simulation_state,
 )
 from goliat_monitor.errors import Conflict, NotFound
@@ -51,7 +52,9 @@ class Campaign:
     def state(self, sim: CampaignSimulation) -> SimulationState:
         mark = self.data.marks.get((sim.assignment_index, sim.number))
         return simulation_state(
-            self.assignment(sim.assignment_index), mark, self.data.result_paths.get(sim.result_path)
+            self.assignment(sim.assignment_index),
+            mark,
+            self.data.result_paths.get(folder_key(sim.result_path)),
         )
 
     def find(self, key: str) -> CampaignSimulation:

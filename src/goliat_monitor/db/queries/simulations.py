@@ -23,7 +23,7 @@ from goliat_monitor.db.tables import (
     timing_samples,
 )
 from goliat_monitor.domain.result_figures import RESULT_FILES, ParsedResult, StoredFigures
-from goliat_monitor.domain.simulations import AssignmentState, SimulationMark
+from goliat_monitor.domain.simulations import AssignmentState, SimulationMark, folder_key
 
 # -- written while a campaign runs --------------------------------------------------------------
 
@@ -157,7 +157,9 @@ def study_simulation_data(conn: Connection, study_id: str) -> StudySimulationDat
             .where(result_files.c.assignment_id.in_(ids))
             .group_by(result_files.c.relative_path)
         ).all()
-        paths = {path: at for path, at in uploaded}
+        for path, at in uploaded:  # one folder under its key, newest upload of any spelling
+            key = folder_key(path)
+            paths[key] = max(at, paths.get(key, at))
         for item in conn.execute(select(result_figures).where(result_figures.c.assignment_id.in_(ids))):
             figures.append(
                 StoredFigures(item.relative_path, item.filename, item.figures, item.error, item.created_at)

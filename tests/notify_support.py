@@ -124,9 +124,7 @@ class Running:
 
 
 @pytest.fixture
-def start(
-    tmp_path: Path, backend: str | None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., Running]]:
+def start(tmp_path: Path, backend: str | None) -> Iterator[Callable[..., Running]]:
     """Servers on the test's database: the same one for every call, so a second call is a
     restart (or, running at once, a second replica). Delivery and detection run every 0.2 s
     (`tests/conftest.py`)."""

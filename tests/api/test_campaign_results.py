@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
+from sqlalchemy import delete, func, select
+
+from goliat_monitor.db.tables import result_figures, simulation_runs
 from goliat_monitor.domain.splitting import split_config
 from tests.api.helpers import gui
 from tests.conftest import TEST_CONFIGS, LiveServer
@@ -313,10 +316,6 @@ def test_deleting_a_study_deletes_its_marks_and_figures(server: LiveServer) -> N
     assignment_ids = {s["assignmentId"] for s in sims(server, study["id"])}
 
     def stored() -> tuple[int, int]:
-        from sqlalchemy import func, select
-
-        from goliat_monitor.db.tables import result_figures, simulation_runs
-
         def count(conn: Any, table: Any) -> int:
             query = select(func.count()).select_from(table).where(table.c.assignment_id.in_(assignment_ids))
             return int(conn.execute(query).scalar_one())
@@ -333,10 +332,6 @@ def test_deleting_a_study_deletes_its_marks_and_figures(server: LiveServer) -> N
 
 def test_results_uploaded_before_the_server_parsed_them_are_parsed_once(server: LiveServer) -> None:
     """A server upgraded to migration 0010 holds result files without figures: the first look parses them."""
-    from sqlalchemy import delete, func, select
-
-    from goliat_monitor.db.tables import result_figures
-
     study = create(server, "far", FAR)
     sim = sims(server, study["id"])[0]
     upload(server, sim["assignmentId"], sim["resultPath"], {"sar_results.json": b'{"whole_body_sar": 4.0}'})
@@ -364,9 +359,8 @@ def test_the_table_reads_no_result_file_when_asked(server: LiveServer) -> None:
 def test_a_folder_spelled_in_another_case_counts_for_the_map_and_the_table_alike(server: LiveServer) -> None:
     study = create(server, "far", FAR)
     sim = sims(server, study["id"])[0]
-    shouted = sim["resultPath"].replace(
-        sim["resultPath"].split("/")[1], sim["resultPath"].split("/")[1].title()
-    )
+    phantom = sim["resultPath"].split("/")[1]
+    shouted = sim["resultPath"].replace(phantom, phantom.title())
     assert shouted != sim["resultPath"]
     upload(server, sim["assignmentId"], shouted, {"sar_results.json": b'{"whole_body_sar": 5.0}'})
     assert sims(server, study["id"])[0]["status"] == "DONE"

@@ -130,7 +130,7 @@ class ServerSettings(BaseSettings):
     )
     write_threads: int = Field(
         0,
-        description="PostgreSQL: threads that commit writes in groups (0 picks 4). SQLite has one "
+        description="PostgreSQL: threads that commit writes in groups (0 picks 2). SQLite has one "
         "writer, on the event loop.",
     )
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, text
 
@@ -134,3 +135,84 @@ def test_a_write_that_did_not_ask_for_the_shared_rows_drops_them(db: Database) -
     old, new = _worker_rows(db, "10.0.0.4")
     assert old["is_stale"] and old["progress"] == 10.0
     assert not new["is_stale"] and new["progress"] == 20.0
+
+
+def test_a_group_costs_a_handful_of_statements_whatever_its_size(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows inserted and rows updated are staged: one statement per table, not two per message."""
+    now = time.time()
+    machines = [f"10.0.1.{k}" for k in range(8)]
+    for machine in machines:
+        db.write_sync(_message(_progress(machine, 0), now - 1))
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counting(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    bodies = [
+        body for k in range(3) for m in machines for body in (_logs(m, 4, k), _progress(m, 10 * (k + 1)))
+    ]
+    outcomes = _as_one_group(db, [(_message(b, now + i * 0.001), True) for i, b in enumerate(bodies)])
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    assert not [o for o in outcomes if isinstance(o, BaseException)]
+    ingest_statements = [sql for sql in sent if "time.sleep" not in sql]
+    # The shared read, one INSERT of 96 log lines, one UPDATE of 8 worker rows (and maybe samples).
+    assert len(ingest_statements) <= 5, ingest_statements
+    assert sum("INSERT INTO log_lines" in sql for sql in ingest_statements) == 1
+    for machine in machines:
+        (row,) = _worker_rows(db, machine)
+        assert row["progress"] == 30.0 and row["warning_count"] == 12
+        assert db.read_sync(_messages_of(row["id"])) == [
+            f"{machine} line {k}.{j}" for k in range(3) for j in range(4)
+        ]
+
+
+def test_a_staged_row_that_postgresql_refuses_fails_only_its_own_write(db: Database) -> None:
+    """A staged row travels as JSON; one the database refuses sends the group to its isolated run."""
+    now = time.time()
+
+    def bad(conn: Connection) -> None:
+        Raw(conn).insert(
+            "log_lines", ("worker_id", "ord", "ts", "log_type", "message"), [("nobody", 1, now, "info", "x")]
+        )
+
+    writes: list[tuple[Callable[[Connection], Any], bool]] = [
+        (_message(_logs("10.0.0.5", 2, 0), now), True),
+        (bad, False),
+        (_message(_logs("10.0.0.5", 2, 1), now + 0.001), True),
+    ]
+    first, failed, last = _as_one_group(db, writes)
+    assert isinstance(failed, Exception) and "foreign key" in str(failed)
+    assert not isinstance(first, BaseException) and not isinstance(last, BaseException)
+    (row,) = _worker_rows(db, "10.0.0.5")
+    assert row["warning_count"] == 4
+    assert len(db.read_sync(_messages_of(row["id"]))) == 4
+
+
+def test_updates_of_one_row_merge_as_the_sequence_would_have_left_it(db: Database) -> None:
+    now = time.time()
+    db.write_sync(_message(_progress("10.0.0.6", 0), now - 1))
+    ((worker_id, _),) = [(r["id"], r) for r in _worker_rows(db, "10.0.0.6")]
+
+    def set_label(label: str | None, price: float | None = None) -> Callable[[Connection], None]:
+        def write(conn: Connection) -> None:
+            values: dict[str, Any] = {"machine_label": label}
+            if price is not None:
+                values["price_per_hour"] = price
+            Raw(conn).update("workers", {"id": worker_id}, values)
+
+        return write
+
+    writes: list[tuple[Callable[[Connection], Any], bool]] = [
+        (set_label("a", 1.5), False),
+        (set_label("b"), False),
+        (set_label(None), False),
+        (set_label("c"), False),
+    ]
+    assert not [o for o in _as_one_group(db, writes) if isinstance(o, BaseException)]
+    (row,) = _worker_rows(db, "10.0.0.6")
+    assert row["machine_label"] == "c" and row["price_per_hour"] == 1.5

@@ -10,7 +10,7 @@ SQL is written once with `:name` parameters, which this module rewrites for psyc
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +20,8 @@ from goliat_monitor.db import batching
 
 _COLUMN_NAMES: dict[str, tuple[str, ...]] = {}
 """Column names of each statement `Raw.one` has run, by its SQL text."""
+
+_CURSOR = "gm_raw_cursor"
 
 _NAMED = re.compile(r"(?<!:):([a-zA-Z_][a-zA-Z0-9_]*)")
 
@@ -35,9 +37,15 @@ class Raw:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self.is_sqlite = conn.dialect.name == "sqlite"
+        # One cursor per connection, made once: psycopg builds an adapters map for every cursor
+        # (~10 µs), and the hot path makes a `Raw` per statement.
         dbapi = conn.connection.driver_connection
         assert dbapi is not None
-        self._cursor = dbapi.cursor()
+        info = conn.connection.info
+        made = info.get(_CURSOR)
+        if made is None or made[0] is not dbapi:
+            made = info[_CURSOR] = (dbapi, dbapi.cursor())
+        self._cursor = made[1]
 
     def _sql(self, sql: str) -> str:
         return sql if self.is_sqlite else _for_psycopg(sql)
@@ -56,11 +64,15 @@ class Raw:
         """
         return "0" if self.is_sqlite else "false"
 
-    def one(self, sql: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _execute(self, sql: str, params: Mapping[str, Any]) -> Any:
+        """Run a statement whose result is read; on PostgreSQL what is held back goes first."""
         if not self.is_sqlite:
             batching.flush(self._conn)
-        cursor = self._cursor
-        cursor.execute(self._sql(sql), params)
+        self._cursor.execute(self._sql(sql), params)
+        return self._cursor
+
+    def one(self, sql: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        cursor = self._execute(sql, params)
         row = cursor.fetchone()
         if row is None:
             return None
@@ -72,10 +84,7 @@ class Raw:
         return dict(zip(names, row, strict=True))
 
     def all(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        if not self.is_sqlite:
-            batching.flush(self._conn)
-        cursor = self._cursor
-        cursor.execute(self._sql(sql), params)
+        cursor = self._execute(sql, params)
         rows = cursor.fetchall()
         if not rows:
             return []
@@ -85,18 +94,12 @@ class Raw:
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def scalar(self, sql: str, params: Mapping[str, Any]) -> Any:
-        if not self.is_sqlite:
-            batching.flush(self._conn)
-        self._cursor.execute(self._sql(sql), params)
-        row = self._cursor.fetchone()
+        row = self._execute(sql, params).fetchone()
         return None if row is None else row[0]
 
     def run(self, sql: str, params: Mapping[str, Any]) -> int:
         """Run a statement now and return how many rows it changed."""
-        if not self.is_sqlite:
-            batching.flush(self._conn)
-        self._cursor.execute(self._sql(sql), params)
-        return int(self._cursor.rowcount)
+        return int(self._execute(sql, params).rowcount)
 
     def send(self, sql: str, params: Mapping[str, Any]) -> None:
         """A statement whose outcome nobody reads: on PostgreSQL it may travel with the next ones."""
@@ -105,11 +108,14 @@ class Raw:
             self._cursor.execute(sql, params)
 
     def insert(self, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
-        """Insert `rows` (values in `columns` order) with one multi-row statement per 200 rows.
+        """Insert `rows` (values in `columns` order); nobody reads the outcome.
 
-        One statement instead of `executemany`: psycopg's per-row pipeline bookkeeping cost
-        ~50 µs a row, more than PostgreSQL's work.
+        In a PostgreSQL write group the rows join the group's other rows of `table` in one
+        statement (`batching.stage_insert`). Otherwise: one multi-row statement per 200 rows, not
+        `executemany`, whose per-row pipeline bookkeeping in psycopg cost ~50 µs a row.
         """
+        if not self.is_sqlite and batching.stage_insert(self._conn, table, columns, rows):
+            return
         placeholder = "?" if self.is_sqlite else "%s"
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = rows[start : start + INSERT_CHUNK]
@@ -117,6 +123,22 @@ class Raw:
             values = [value for row in chunk for value in row]
             if self.is_sqlite or not batching.hold(self._conn, sql, values):
                 self._cursor.execute(sql, values)
+
+    def update(
+        self, table: str, match: Mapping[str, Any], values: Mapping[str, Any], *, where: str = ""
+    ) -> None:
+        """`UPDATE table SET values WHERE match [AND where]`; nobody reads the outcome.
+
+        `where` is a fixed condition naming columns as `table.column`. In a PostgreSQL write
+        group the update is merged with the group's other updates of the same row and sent with
+        them (`batching.stage_update`).
+        """
+        if not values:
+            return
+        if not self.is_sqlite and batching.stage_update(self._conn, table, match, values, where):
+            return
+        sql = _update_sql(table, tuple(sorted(values)), tuple(match), where)
+        self._cursor.execute(self._sql(sql), {**values, **match})
 
 
 INSERT_CHUNK = 200
@@ -129,12 +151,10 @@ def _insert_sql(table: str, columns: tuple[str, ...], count: int, placeholder: s
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([row] * count)
 
 
-def update_sql(table: str, columns: Iterable[str], key: str = "id") -> str:
-    """`UPDATE table SET a = :a, ... WHERE key = :key`; column names come from code, never input."""
-    return _update_sql(table, tuple(sorted(columns)), key)
-
-
 @lru_cache(maxsize=512)
-def _update_sql(table: str, columns: tuple[str, ...], key: str) -> str:
+def _update_sql(table: str, columns: tuple[str, ...], match: tuple[str, ...], where: str) -> str:
+    """Column names come from code, never from input."""
+    assert not set(columns) & set(match), "a matched column cannot also be set"
     assignments = ", ".join(f"{column} = :{column}" for column in columns)
-    return f"UPDATE {table} SET {assignments} WHERE {key} = :{key}"
+    condition = " AND ".join(f"{column} = :{column}" for column in match)
+    return f"UPDATE {table} SET {assignments} WHERE {condition}" + (f" AND {where}" if where else "")

@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import uuid
+from collections.abc import Hashable
 from typing import Any
 
 import psycopg
@@ -58,12 +59,12 @@ class Fanout:
         self.connect_args = connect_args or {}
         self.origin = uuid.uuid4().hex
         self._pending: list[tuple[str, dict[str, Any]]] = []
-        self._seen: set[str] = set()
+        self._seen: set[Hashable] = set()
         self._wake = asyncio.Event()
 
     def forward(self, kind: str, data: dict[str, Any]) -> None:
         """Queue a locally published event for the other replicas (deduplicated per flush)."""
-        key = f"{kind}:{json.dumps(data, sort_keys=True)}"
+        key = _dedup_key(kind, data)
         if key not in self._seen:
             self._seen.add(key)
             self._pending.append((kind, data))
@@ -137,6 +138,13 @@ class Fanout:
             return
         for kind, data in message.get("events", []):
             self.broker.publish(kind, data, relayed=True)
+
+
+def _dedup_key(kind: str, data: dict[str, Any]) -> Hashable:
+    """What makes two events the same: almost all are `{"id": ...}`, which need no encoding."""
+    if len(data) == 1 and isinstance(data.get("id"), str):
+        return kind, data["id"]
+    return kind, json.dumps(data, sort_keys=True)
 
 
 def _payloads(origin: str, events: list[tuple[str, dict[str, Any]]]) -> list[str]:

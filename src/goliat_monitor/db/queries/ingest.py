@@ -12,19 +12,23 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import Connection, delete, insert, select, tuple_, update
 
 from goliat_monitor.db import batching
 from goliat_monitor.db.queries.common import BACK_TO_PENDING, Changes, Clock, is_online, new_id, record_event
 from goliat_monitor.db.queries.simulations import end_simulations, record_simulation_start
 from goliat_monitor.db.queries.studies import note_assignment_end
-from goliat_monitor.db.raw import Raw, update_sql
+from goliat_monitor.db.raw import Raw
 from goliat_monitor.db.tables import assignments, received_messages, super_studies, worker_messages, workers
 from goliat_monitor.domain import gui_state
 from goliat_monitor.domain.gui_state import Ending, Interpretation
 from goliat_monitor.domain.models import AssignmentStatus, WorkerStatus
 from goliat_monitor.domain.scheduling import FailurePolicy, after_failure
 from goliat_monitor.errors import Conflict
+
+RUNNING = "assignments.status = 'RUNNING'"
+"""The condition of every write that touches an attempt only while it runs."""
 
 # -- idempotency -------------------------------------------------------------------------------
 
@@ -145,12 +149,12 @@ def lock_workers(conn: Connection, sessions: list[tuple[str, str]]) -> None:
     """
     cache = batching.group_cache(conn)
     assert cache is not None, "only run as a group preparation"
-    machines, agents = zip(*set(sessions), strict=True)
+    keys = to_json([{"machine_id": m, "agent_id": a} for m, a in set(sessions)]).decode()
     for row in Raw(conn).all(
         "SELECT * FROM workers WHERE is_stale = false AND (machine_id, agent_id) IN"
-        " (SELECT * FROM unnest(CAST(:machines AS text[]), CAST(:agents AS text[])))"
+        " (SELECT machine_id, agent_id FROM json_populate_recordset(NULL::workers, :keys))"
         " ORDER BY machine_id, agent_id FOR UPDATE",
-        {"machines": list(machines), "agents": list(agents)},
+        {"keys": keys},
     ):
         cache[(row["machine_id"], row["agent_id"])] = row
 
@@ -170,14 +174,11 @@ def _remember(conn: Connection, row: dict[str, Any]) -> None:
 def renew_lease(conn: Connection, worker: Mapping[Any, Any], clock: Clock) -> None:
     """Push back the lease of the assignment `worker` runs: any message shows the run is alive."""
     if worker["current_assignment_id"]:
-        Raw(conn).send(
-            "UPDATE assignments SET lease_expires_at = :lease WHERE id = :id AND worker_id = :worker_id"
-            " AND status = 'RUNNING'",
-            {
-                "lease": clock.now + clock.lease_timeout_s,
-                "id": worker["current_assignment_id"],
-                "worker_id": worker["id"],
-            },
+        Raw(conn).update(
+            "assignments",
+            {"id": worker["current_assignment_id"], "worker_id": worker["id"]},
+            {"lease_expires_at": clock.now + clock.lease_timeout_s},
+            where=RUNNING,
         )
 
 
@@ -200,7 +201,7 @@ def record_heartbeat(conn: Connection, beat: Mapping[Any, Any], clock: Clock) ->
         if beat.get(wire) is not None:
             values[column] = beat[wire]
     raw = Raw(conn)
-    raw.send(update_sql("workers", values), {**values, "id": worker["id"]})
+    raw.update("workers", {"id": worker["id"]}, values)
     _remember(conn, {**worker, **values})
     metrics = {
         "cpu_percent": beat.get("cpuPercent"),
@@ -213,12 +214,8 @@ def record_heartbeat(conn: Connection, beat: Mapping[Any, Any], clock: Clock) ->
         "page_faults_per_sec": beat.get("pageFaultsPerSec"),
     }
     if any(value is not None for value in metrics.values()):
-        raw.send(
-            "INSERT INTO worker_samples (worker_id, ts, cpu_percent, ram_percent, gpu_percent, vram_used_gb,"
-            " vram_total_gb, disk_read_mbps, disk_write_mbps, page_faults_per_sec) VALUES (:worker_id, :ts,"
-            " :cpu_percent, :ram_percent, :gpu_percent, :vram_used_gb, :vram_total_gb, :disk_read_mbps,"
-            " :disk_write_mbps, :page_faults_per_sec)",
-            {"worker_id": worker["id"], "ts": clock.now, **metrics},
+        raw.insert(
+            "worker_samples", ("worker_id", "ts", *metrics), [(worker["id"], clock.now, *metrics.values())]
         )
     renew_lease(conn, worker, clock)
     changes.workers.add(worker["id"])
@@ -329,7 +326,7 @@ def record_gui_update(conn: Connection, update_: Mapping[Any, Any], clock: Clock
             )
             if study_id:
                 changes.studies.add(study_id)
-    Raw(conn).send(update_sql("workers", values), {**values, "id": worker["id"]})
+    Raw(conn).update("workers", {"id": worker["id"]}, values)
     _remember(conn, {**worker, **values})
     if values.get("current_assignment_id", assignment_id):
         renew_lease(conn, {**worker, **values}, clock)
@@ -385,18 +382,20 @@ def _store_timing(
 ) -> None:
     """Keep one profiler duration under the run it belongs to: the assignment the agent names, else
     the one the worker holds (a study started by hand has neither)."""
-    Raw(conn).send(
-        "INSERT INTO timing_samples (worker_id, assignment_id, ts, phase, subtask, seconds, simulation)"
-        " VALUES (:worker_id, :assignment_id, :ts, :phase, :subtask, :seconds, :simulation)",
-        {
-            "worker_id": worker["id"],
-            "assignment_id": claimed_for or worker["current_assignment_id"],
-            "ts": clock.now,
-            "phase": message["phase"],
-            "subtask": message.get("subtask"),
-            "seconds": message["seconds"],
-            "simulation": message.get("simulation"),
-        },
+    Raw(conn).insert(
+        "timing_samples",
+        ("worker_id", "assignment_id", "ts", "phase", "subtask", "seconds", "simulation"),
+        [
+            (
+                worker["id"],
+                claimed_for or worker["current_assignment_id"],
+                clock.now,
+                message["phase"],
+                message.get("subtask"),
+                message["seconds"],
+                message.get("simulation"),
+            )
+        ],
     )
 
 
@@ -423,10 +422,7 @@ def _simulation_started(
         clock.now,
     ):
         return None
-    study_id: str | None = Raw(conn).scalar(
-        "SELECT super_study_id FROM assignments WHERE id = :id", {"id": assignment_id}
-    )
-    return study_id
+    return study_of(conn, assignment_id)
 
 
 def _maybe_sample(
@@ -436,17 +432,19 @@ def _maybe_sample(
     if last is not None and clock.now - last < clock.sample_interval_s:
         return
     eta_at = values.get("eta_at", worker["eta_at"])
-    Raw(conn).send(
-        "INSERT INTO worker_samples (worker_id, ts, progress, stage_progress, eta_seconds)"
-        " VALUES (:worker_id, :ts, :progress, :stage_progress, :eta_seconds)",
-        {
-            "worker_id": worker["id"],
-            "ts": clock.now,
-            "progress": values.get("progress", worker["progress"]),
-            "stage_progress": values.get("stage_progress", worker["stage_progress"]),
-            # The time remaining as GOLIAT estimated it then (its ETA is a moment, not a duration).
-            "eta_seconds": None if eta_at is None else max(0.0, eta_at - clock.now),
-        },
+    Raw(conn).insert(
+        "worker_samples",
+        ("worker_id", "ts", "progress", "stage_progress", "eta_seconds"),
+        [
+            (
+                worker["id"],
+                clock.now,
+                values.get("progress", worker["progress"]),
+                values.get("stage_progress", worker["stage_progress"]),
+                # The time remaining as GOLIAT estimated it then (its ETA is a moment, not a duration).
+                None if eta_at is None else max(0.0, eta_at - clock.now),
+            )
+        ],
     )
     # Mutating the caller's dict is deliberate: the worker row update carries the sample time.
     assert isinstance(values, dict)
@@ -456,6 +454,7 @@ def _maybe_sample(
 def _update_assignment_progress(
     conn: Connection, assignment_id: str, worker_id: str, values: Mapping[Any, Any], clock: Clock
 ) -> str | None:
+    """Copy the worker's progress onto the assignment it runs; the study id, for the pages' update."""
     changes: dict[str, Any] = {}
     if "progress" in values:
         changes["progress"] = values["progress"]
@@ -466,12 +465,27 @@ def _update_assignment_progress(
     if not changes:
         return None
     changes["updated_at"] = clock.now
-    sets = ", ".join(f"{column} = :{column}" for column in sorted(changes))
-    study_id: str | None = Raw(conn).scalar(
-        f"UPDATE assignments SET {sets} WHERE id = :id AND worker_id = :worker_id AND status = 'RUNNING'"
-        " RETURNING super_study_id",
-        {**changes, "id": assignment_id, "worker_id": worker_id},
-    )
+    Raw(conn).update("assignments", {"id": assignment_id, "worker_id": worker_id}, changes, where=RUNNING)
+    return study_of(conn, assignment_id)
+
+
+_STUDY_OF: dict[str, str] = {}
+"""The study of each assignment seen lately: fixed for the assignment's life, so safe to keep."""
+STUDY_OF_SIZE = 10_000
+
+
+def study_of(conn: Connection, assignment_id: str) -> str | None:
+    """The study an assignment belongs to, read once per assignment, not once per progress message."""
+    study_id = _STUDY_OF.get(assignment_id)
+    if study_id is None:
+        study_id = Raw(conn).scalar(
+            "SELECT super_study_id FROM assignments WHERE id = :id", {"id": assignment_id}
+        )
+        if study_id is None:
+            return None
+        if len(_STUDY_OF) >= STUDY_OF_SIZE:
+            _STUDY_OF.clear()
+        _STUDY_OF[assignment_id] = study_id
     return study_id
 
 

@@ -99,23 +99,41 @@ def _messages_of(worker_id: str) -> Callable[[Connection], list[str]]:
     return read
 
 
-def test_a_held_statement_that_fails_fails_only_its_own_write(db: Database) -> None:
+def _held_statement_that_fails(conn: Connection) -> None:
+    # Held back like a blind statement, so its error surfaces only when the group sends it.
+    Raw(conn).send("INSERT INTO workers (id) VALUES (:id)", {"id": "no-required-columns"})
+
+
+def _staged_row_that_fails(conn: Connection) -> None:
+    # Staged like a log line: it travels as JSON, and the database refuses it at the flush.
+    Raw(conn).insert(
+        "log_lines",
+        ("worker_id", "ord", "ts", "log_type", "message"),
+        [("nobody", 1, time.time(), "info", "x")],
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [(_held_statement_that_fails, "null value"), (_staged_row_that_fails, "foreign key")],
+    ids=["held statement", "staged row"],
+)
+def test_a_write_the_database_refuses_at_the_flush_fails_alone(
+    db: Database, bad: Callable[[Connection], None], error: str
+) -> None:
+    """The group runs again in isolation: the refused write fails, the messages around it commit."""
     now = time.time()
-
-    def bad(conn: Connection) -> None:
-        # Held back like a log insert, so its error surfaces only when the group sends it.
-        Raw(conn).send("INSERT INTO workers (id) VALUES (:id)", {"id": "no-required-columns"})
-
     writes: list[tuple[Callable[[Connection], Any], bool]] = [
         (_message(_logs("10.0.0.3", 2, 0), now), True),
         (bad, False),
         (_message(_logs("10.0.0.3", 2, 1), now + 0.001), True),
     ]
     first, failed, last = _as_one_group(db, writes)
-    assert isinstance(failed, Exception) and "null value" in str(failed)
+    assert isinstance(failed, Exception) and error in str(failed)
     assert not isinstance(first, BaseException) and not isinstance(last, BaseException)
     (row,) = _worker_rows(db, "10.0.0.3")
     assert row["warning_count"] == 4
+    assert len(db.read_sync(_messages_of(row["id"]))) == 4
 
 
 def test_a_write_that_did_not_ask_for_the_shared_rows_drops_them(db: Database) -> None:
@@ -171,32 +189,11 @@ def test_a_group_costs_a_handful_of_statements_whatever_its_size(
         ]
 
 
-def test_a_staged_row_that_postgresql_refuses_fails_only_its_own_write(db: Database) -> None:
-    """A staged row travels as JSON; one the database refuses sends the group to its isolated run."""
-    now = time.time()
-
-    def bad(conn: Connection) -> None:
-        Raw(conn).insert(
-            "log_lines", ("worker_id", "ord", "ts", "log_type", "message"), [("nobody", 1, now, "info", "x")]
-        )
-
-    writes: list[tuple[Callable[[Connection], Any], bool]] = [
-        (_message(_logs("10.0.0.5", 2, 0), now), True),
-        (bad, False),
-        (_message(_logs("10.0.0.5", 2, 1), now + 0.001), True),
-    ]
-    first, failed, last = _as_one_group(db, writes)
-    assert isinstance(failed, Exception) and "foreign key" in str(failed)
-    assert not isinstance(first, BaseException) and not isinstance(last, BaseException)
-    (row,) = _worker_rows(db, "10.0.0.5")
-    assert row["warning_count"] == 4
-    assert len(db.read_sync(_messages_of(row["id"]))) == 4
-
-
 def test_updates_of_one_row_merge_as_the_sequence_would_have_left_it(db: Database) -> None:
     now = time.time()
     db.write_sync(_message(_progress("10.0.0.6", 0), now - 1))
-    ((worker_id, _),) = [(r["id"], r) for r in _worker_rows(db, "10.0.0.6")]
+    (row,) = _worker_rows(db, "10.0.0.6")
+    worker_id = row["id"]
 
     def set_label(label: str | None, price: float | None = None) -> Callable[[Connection], None]:
         def write(conn: Connection) -> None:

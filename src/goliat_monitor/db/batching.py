@@ -18,11 +18,11 @@ messages; this module lets it share round trips too:
   (`Raw.update`: the worker row, an assignment's lease) are *staged*: at the flush, all the rows a
   group inserts into one table go in as one `INSERT ... SELECT FROM json_populate_recordset(...)`
   of one JSON parameter, and the updates of one row are merged (later values win) and sent, for
-  every row with the same columns, as one `UPDATE ... FROM json_populate_recordset(...)`. A group of thirty GOLIAT messages
-  then costs PostgreSQL a handful of statements, each of fixed text (prepared once), instead of
-  two per message: the statements, not the rows, were what cost both the database and the
-  driver's Python time. No statement reads between two staged ones (any read flushes first), so
-  the merged updates leave the rows exactly as the sequence would have.
+  every row with the same columns, as one `UPDATE ... FROM json_populate_recordset(...)`. A group
+  of thirty GOLIAT messages then costs PostgreSQL a handful of statements, each of fixed text
+  (prepared once), instead of two per message: the statements, not the rows, were what cost both
+  the database and the driver's Python time. No statement reads between two staged ones (any
+  read flushes first), so the merged updates leave the rows exactly as the sequence would have.
 
 Both only apply to a group's first, straight-through run. A statement held back fails later than
 it was issued, so any error sends the group to its second run, one savepoint per write, where

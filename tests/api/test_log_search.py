@@ -1,7 +1,8 @@
 """Log search through the text index: every worker's lines (`GET /api/logs`) or one worker's (`?q=`).
 
-Every test runs on SQLite and PostgreSQL, and on SQLite both with the lines still above the
-indexer's mark (read directly) and once they are in the FTS5 index: the answers must not differ.
+Every test runs on SQLite and PostgreSQL, both with the lines not indexed yet (above SQLite's
+indexer mark, read directly; in PostgreSQL's pending list) and once they are in the index: the
+answers must not differ.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ A, B = "10.0.0.1", "10.0.0.2"
 
 
 def index(server: LiveServer) -> None:
-    """Run SQLite's indexer to the end now (PostgreSQL's GIN index is always up to date)."""
-    if server.context.db.is_sqlite:
-        search_index.index_all(server.context.db.engine)
+    """Bring the index up to date now: SQLite's indexer run to the end, PostgreSQL's pending list
+    merged (before that, a search reads the lines from the list)."""
+    search_index.index_all(server.context.db.engine)
 
 
 def send(server: LiveServer, machine: str, lines: list[tuple[str, str]], sequence: int = 0) -> None:

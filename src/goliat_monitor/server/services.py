@@ -1,4 +1,4 @@
-"""Background loops of a server process: lease expiry, housekeeping, retention and SQLite's log indexer.
+"""Background loops of a server process: lease expiry, housekeeping, retention and the log indexer.
 
 Every loop is safe to run in several replicas at once: each step is one write transaction whose
 conditions make a second run a no-op.
@@ -47,6 +47,7 @@ def start(context: ServerContext) -> list[asyncio.Task[None]]:
     if context.db.is_sqlite and ":memory:" not in context.db.url:
         tasks.append(asyncio.create_task(index_log_text(context), name="log-indexer"))
     if not context.db.is_sqlite:
+        tasks.append(asyncio.create_task(merge_log_index(context), name="log-index-merges"))
         url = context.db.engine.url
         fanout = Fanout(conninfo(url), context.events, connect_args=pg_connect_args(url))
         context.events.forwarders.append(fanout.forward)
@@ -124,6 +125,28 @@ async def index_log_text(context: ServerContext) -> None:
             log.warning("log indexing failed; retrying", exc_info=True)
             added = 0
         pause = search_index.INDEX_BUSY_S if added >= search_index.INDEX_BATCH else search_index.INDEX_IDLE_S
+
+
+async def merge_log_index(context: ServerContext) -> None:
+    """PostgreSQL's log index: every `MERGE_S`, merge the lines waiting in its pending list
+    (`search_index.merge_pending`) on a worker thread with a connection of its own, beside the
+    writers. While that fails (the database away, a role that does not own the index) inserts and
+    autovacuum merge it as before; the failure is logged once, not every second."""
+    failing = False
+    while True:
+        await asyncio.sleep(search_index.MERGE_S)
+        try:
+            await anyio.to_thread.run_sync(search_index.merge_pending, context.db.engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not failing:
+                log.warning("cannot merge the log index's pending list, retrying every second: %s", exc)
+            failing = True
+            continue
+        if failing:
+            log.info("merging the log index's pending list again")
+        failing = False
 
 
 async def _every(interval: float, action: object) -> None:

@@ -136,19 +136,16 @@ def test_a_server_merges_the_lines_goliat_sends(
 ) -> None:
     monkeypatch.setattr(search_index, "MERGE_S", merge_s)
     server = make_server()
-    engine = make_engine(str(server.context.db.engine.url.render_as_string(hide_password=False)))
-    try:
-        prepare(engine)
-        batch = log_batch(0, [(f"Voxel grid {n} ready", "info") for n in range(50)])
-        assert gui(server.client, batch).status_code == 200
-        deadline = time.monotonic() + 3
-        while pending_lines(engine) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        # The control: a server that never merges leaves them pending, so the wait above can fail.
-        assert pending_lines(engine) == (0 if merge_s < 1 else 50)
-        assert found(engine, "voxel grid") == 50
-    finally:
-        engine.dispose()
+    engine = server.context.db.engine
+    prepare(engine)
+    batch = log_batch(0, [(f"Voxel grid {n} ready", "info") for n in range(50)])
+    assert gui(server.client, batch).status_code == 200
+    deadline = time.monotonic() + 3
+    while pending_lines(engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The control: a server that never merges leaves them pending, so the wait above can fail.
+    assert pending_lines(engine) == (0 if merge_s < 1 else 50)
+    assert found(engine, "voxel grid") == 50
 
 
 def test_a_merge_that_keeps_failing_is_logged_once(

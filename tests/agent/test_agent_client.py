@@ -1,4 +1,5 @@
-"""The agent's HTTP calls and its spool sender, against httpx.MockTransport (no server)."""
+"""The agent's HTTP calls and its spool sender, against httpx.MockTransport (no server), and
+against a real server where only the real transport shows the behaviour."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from goliat_monitor.agent.client import (
     AssignmentTaken,
     Connection,
+    ResultFileChanged,
     Sender,
     ServerClient,
     ServerMisconfigured,
@@ -22,6 +24,7 @@ from goliat_monitor.agent.client import (
     ServerUnavailable,
 )
 from goliat_monitor.outbox import GUI_UPDATE, Spool
+from tests.conftest import LiveServer
 from tests.support import wait_for
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -162,6 +165,34 @@ def test_retry_after_is_read_from_the_answer() -> None:
     with pytest.raises(ServerUnavailable) as caught:
         client.post_gui_update(b"{}")
     assert caught.value.retry_after == 7.0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("change", [b"more lines\n" * 100, b""], ids=["grows", "shrinks"])
+def test_a_result_file_that_changes_while_it_is_uploaded_is_a_read_error(
+    server: LiveServer, tmp_path: Path, change: bytes
+) -> None:
+    """GOLIAT may still write a folder it has marked extracted. The request declares the file's
+    size when it is built; the file changes before its bytes go out (a request hook, so the test
+    is deterministic), and the HTTP library refuses the mismatch. The agent must see an OSError
+    (its early upload then leaves the folder for later), not an error that fails the assignment."""
+    kept = tmp_path / "sar_results.json"
+    kept.write_bytes(b'{"a": 1}')
+    changing = tmp_path / "verbose.log"
+    changing.write_bytes(b"first lines\n" * 100)
+
+    def change_file(_request: httpx.Request) -> None:
+        if change:
+            with changing.open("ab") as handle:
+                handle.write(change)
+        else:
+            changing.write_bytes(b"")
+
+    with ServerClient(server.url, machine_id="203.0.113.7", agent_id="agent-1") as client:
+        client._http.event_hooks["request"].append(change_file)
+        with pytest.raises(ResultFileChanged, match=r"changed while uploading: verbose\.log$") as raised:
+            client.upload_results("a1", "far_field/thelonious/700MHz/x_pos_theta", [kept, changing])
+    assert isinstance(raised.value, OSError)
 
 
 def test_upload_is_one_multipart_post_with_files_and_relative_path(tmp_path: Path) -> None:

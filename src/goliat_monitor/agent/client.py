@@ -37,6 +37,7 @@ __all__ = [
     "AgentHTTPError",
     "AssignmentTaken",
     "Connection",
+    "ResultFileChanged",
     "Sender",
     "ServerClient",
     "ServerMisconfigured",
@@ -76,6 +77,16 @@ class ServerRejected(AgentHTTPError):
 
 class AssignmentTaken(ServerRejected):
     """HTTP 409: the assignment was cancelled, requeued or given to another worker."""
+
+
+class ResultFileChanged(OSError):
+    """A result file grew or shrank while it was being uploaded: nothing of the folder is stored.
+
+    The request declared each file's size when it was built; the HTTP library then refuses to send
+    more or less than that, with an error of its own. A read error, like any other: GOLIAT may
+    still be writing a folder it has marked extracted, so an early upload that meets this leaves
+    the folder to the pass after the study, which sends what is there by then.
+    """
 
 
 def _detail(response: httpx.Response) -> str:
@@ -282,6 +293,7 @@ class ServerClient:
     def upload_results(self, assignment_id: str, relative_path: str, files: Sequence[Path]) -> None:
         """One simulation folder's files, as GOLIAT uploads them: repeated `files` + `relativePath`."""
         handles = [path.open("rb") for path in files]
+        sizes = [os.fstat(handle.fileno()).st_size for handle in handles]
         try:
             self._request(
                 "POST",
@@ -293,6 +305,17 @@ class ServerClient:
                 ],
                 timeout=self._upload_timeout,
             )
+        except AgentHTTPError:
+            raise
+        except Exception as exc:  # h11's LocalProtocolError, which httpx lets through unwrapped
+            changed = [
+                path.name
+                for path, handle, size in zip(files, handles, sizes, strict=True)
+                if os.fstat(handle.fileno()).st_size != size
+            ]
+            if changed:
+                raise ResultFileChanged(f"changed while uploading: {', '.join(changed)}") from exc
+            raise
         finally:
             for handle in handles:
                 handle.close()

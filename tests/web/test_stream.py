@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -205,3 +208,39 @@ def test_pages_render_without_javascript_and_escape_everything(server: LiveServe
         assert re.findall(r"<script(?![^>]*(?:src=|application/json))", html) == []
     assert "&lt;img src=x onerror=alert(1)&gt;" in pages[1]
     assert server.client.get("/workers/does-not-exist").status_code == 404
+
+
+def test_the_last_log_page_closing_while_its_lines_are_read_is_no_error(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing the last log page resets the hub's log position, and the hub reads lines on a
+    thread: a page closed during that read must not make the next push fail (it did, and every
+    page was told to resync). The next page then starts from the newest line."""
+    the_hub = hub.get_hub(server.app)
+    context = server.context
+
+    async def close_the_page_during_the_read() -> bool:
+        page = the_hub.connect(log_workers=["w1"])
+        the_hub.start_log_tracking(0)
+        real_read = context.db.read
+        read_done = asyncio.Event()
+
+        async def read_as_the_page_closes(fn: Callable[..., Any]) -> Any:
+            the_hub.disconnect(page)
+            try:
+                return await real_read(fn)
+            finally:
+                read_done.set()
+
+        monkeypatch.setattr(context.db, "read", read_as_the_page_closes)
+        context.events.publish("logs", {"id": "w1"})
+        await asyncio.wait_for(read_done.wait(), 10)
+        await asyncio.sleep(0.2)  # the hub acts on what it read
+        return bool(the_hub.tracking_logs)
+
+    with caplog.at_level(logging.ERROR, logger=hub.__name__):
+        still_tracking = asyncio.run_coroutine_threadsafe(
+            close_the_page_during_the_read(), server.loop
+        ).result(timeout=30)
+    assert [r.getMessage() for r in caplog.records if r.name == hub.__name__] == []
+    assert not still_tracking

@@ -370,7 +370,7 @@ class Hub:
         if read_logs:
             if lines is None:
                 self._log_hw = top
-            else:
+            elif self._log_hw is not None:  # else the last log page closed during the read
                 self._push_lines(lines, followers)
         for study_id, study in found.items():
             self._last_study_push[study_id] = pushed
